@@ -1,0 +1,99 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/parley-chat/parley/internal/chat"
+)
+
+// Codes of extensions.code, as listed in API.md.
+const (
+	CodeUnauthenticated  = "UNAUTHENTICATED"
+	CodeForbidden        = "FORBIDDEN"
+	CodeNotFound         = "NOT_FOUND"
+	CodeBadUserInput     = "BAD_USER_INPUT"
+	CodeRateLimited      = "RATE_LIMITED"
+	CodeValidationFailed = "GRAPHQL_VALIDATION_FAILED"
+	CodeInternal         = "INTERNAL_SERVER_ERROR"
+	// CodeSlowConsumer ends a subscription whose client fell behind; it
+	// resumes with `after`.
+	CodeSlowConsumer = "SLOW_CONSUMER"
+)
+
+var codes = []struct {
+	kind error
+	code string
+}{
+	{chat.ErrUnauthenticated, CodeUnauthenticated},
+	{chat.ErrForbidden, CodeForbidden},
+	{chat.ErrNotFound, CodeNotFound},
+	{chat.ErrInvalid, CodeBadUserInput},
+	{chat.ErrRateLimited, CodeRateLimited},
+	{chat.ErrLagged, CodeSlowConsumer},
+}
+
+func isNotFound(err error) bool { return errors.Is(err, chat.ErrNotFound) }
+
+// ErrorPresenter maps the service's errors to extensions.code once, for
+// every transport. Errors gqlgen made itself (parsing, validation, argument
+// coercion) keep their code; anything else is logged and masked.
+func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+		for _, c := range codes {
+			if errors.Is(err, c.kind) {
+				gqlErr.Message = publicMessage(err)
+				setCode(gqlErr, c.code)
+				return gqlErr
+			}
+		}
+		var unwrapped *gqlerror.Error
+		if errors.As(err, &unwrapped) && unwrapped.Err == nil {
+			// Made by gqlgen or gqlparser: its message is meant for clients.
+			switch gqlErr.Extensions["code"] {
+			case nil:
+				setCode(gqlErr, CodeBadUserInput)
+			case errcode.ParseFailed:
+				// API.md's vocabulary has one code for documents the server
+				// will not run, parsed or not.
+				setCode(gqlErr, CodeValidationFailed)
+			}
+			return gqlErr
+		}
+		log.ErrorContext(ctx, "internal error", "err", err, "path", gqlErr.Path.String())
+		gqlErr.Message = "internal server error"
+		gqlErr.Extensions = map[string]any{"code": CodeInternal}
+		return gqlErr
+	}
+}
+
+func publicMessage(err error) string {
+	var e *chat.Error
+	if errors.As(err, &e) {
+		return e.Msg
+	}
+	return err.Error()
+}
+
+func setCode(e *gqlerror.Error, code string) {
+	if e.Extensions == nil {
+		e.Extensions = map[string]any{}
+	}
+	e.Extensions["code"] = code
+}
+
+// Recover turns a panic in a resolver into a masked internal error.
+func Recover(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, v any) error {
+		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		return errors.New("internal panic")
+	}
+}

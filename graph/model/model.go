@@ -1,0 +1,60 @@
+// Package model holds the GraphQL types that are not stored rows; stored
+// rows are ent's types, bound in gqlgen.yml.
+package model
+
+import "time"
+
+// Node is deliberately empty: the implementors are ent's generated types,
+// which cannot carry hand-written methods, and gqlgen resolves the concrete
+// type with a type switch either way.
+type Node any
+
+// ReadReceipt is one participant's read marker.
+type ReadReceipt struct {
+	UserID            string
+	LastReadMessageID *string
+	ReadAt            *time.Time
+}
+
+// InboxEvent names what changed; the resolvers load the rows through the
+// request's dataloaders.
+type InboxEvent struct {
+	Type           InboxEventType
+	ConversationID string
+	MessageID      string
+	UserID         string
+	// Scope holds loaders shared by every subscriber of the same event.
+	Scope any
+}
+
+// TypingEvent is an ephemeral typing state.
+type TypingEvent struct {
+	ConversationID string
+	UserID         string
+	Typing         bool
+}
+
+// MessageEvent is one entry of a conversation's event sequence.
+type MessageEvent struct {
+	Type      MessageEventType
+	Cursor    string
+	MessageID string
+	// Scope holds loaders shared by every subscriber of the same event.
+	Scope any
+}
+
+// ConversationConnection is a page of the viewer's conversations; its
+// totalCount is only counted when selected.
+type ConversationConnection struct {
+	Edges    []*ConversationEdge
+	PageInfo *PageInfo
+	ViewerID string
+}
+
+// MessageConnection is a page of a conversation's messages; its totalCount
+// is only counted when selected.
+type MessageConnection struct {
+	Edges          []*MessageEdge
+	PageInfo       *PageInfo
+	ConversationID string
+}

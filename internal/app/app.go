@@ -1,0 +1,162 @@
+// Package app wires the service together from a Config: database, broker,
+// hub, service, GraphQL handler and HTTP server. The server command and the
+// end-to-end tests build the same App.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/database"
+	"github.com/parley-chat/parley/internal/events"
+	"github.com/parley-chat/parley/internal/httpapi"
+	"github.com/parley-chat/parley/internal/loader"
+)
+
+// App is one running replica.
+type App struct {
+	Config  *config.Config
+	DB      *database.DB
+	Chat    *chat.Service
+	Hub     *events.Hub
+	Handler http.Handler
+
+	log      *slog.Logger
+	draining atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewLogger returns the structured logger the configuration asks for.
+func NewLogger(w io.Writer, cfg *config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// New opens the database, migrates it and starts the hub.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+	if cfg.RedisURL != "" {
+		return nil, errors.New("REDIS_URL is set, but this build has no Redis broker yet; unset it to run a single replica")
+	}
+	if !cfg.JWTSecretSet {
+		log.Warn("JWT_SECRET is not set: using a random secret; tokens die with this process and other replicas cannot verify them")
+	}
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{MaxOpenConns: cfg.DBMaxOpenConns})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	files, err := chat.NewFileStore(cfg.AttachmentDir)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	loaders := loader.NewFactory(db.Client, db.Dialect)
+	newScope := func() any { return loaders.New() }
+	broker := events.NewMemoryBroker()
+	limits := chat.DefaultLimits()
+	limits.MaxBodyChars, limits.MaxPageSize, limits.MaxUploadBytes = cfg.MaxBodyChars, cfg.MaxPageSize, cfg.MaxUploadBytes
+	if limits.DefaultPageSize > limits.MaxPageSize {
+		limits.DefaultPageSize = limits.MaxPageSize
+	}
+	tokens := auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)
+
+	a := &App{Config: cfg, DB: db, log: log}
+	svc := chat.New(chat.Config{
+		DB: db.Client, Dialect: db.Dialect, Broker: broker, Tokens: tokens, Files: files,
+		Limits: limits, Logger: log, NewScope: newScope,
+	})
+	hub := events.NewHub(events.HubConfig{Members: svc.ParticipantIDs, NewScope: newScope, Logger: log})
+	svc.AttachHub(hub)
+	a.Chat, a.Hub = svc, hub
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_hub_dropped_events_total",
+			Help: "Events the hub discarded because its inbound queue was full (recovered from the database).",
+		}, func() float64 { return float64(hub.Dropped()) }))
+
+	gql := httpapi.NewGraphQL(svc, loaders, log, httpapi.GraphQLOptions{
+		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity,
+		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval,
+	})
+	a.Handler = httpapi.New(httpapi.Config{
+		GraphQL: gql, Chat: svc, Tokens: tokens, Registry: reg, Logger: log,
+		MaxRequestBytes: cfg.MaxRequestBytes, Draining: &a.draining,
+		Checks: []httpapi.Check{{Name: "database", Fn: db.Ping}},
+	})
+
+	hubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := hub.Run(hubCtx, broker); err != nil {
+			log.Error("hub stopped", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+// Serve serves HTTP on ln until ctx ends, then shuts down: /readyz fails
+// first, in-flight requests get up to ShutdownTimeout, and WebSocket and SSE
+// streams are closed.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	streams, closeStreams := context.WithCancel(context.Background())
+	defer closeStreams()
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return streams },
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", "timeout", a.Config.ShutdownTimeout.String())
+	a.draining.Store(true)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	// Long-lived streams never finish by themselves: end them so that
+	// Shutdown only waits for ordinary requests.
+	closeStreams()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return http.ErrServerClosed
+}
+
+// Close stops the hub and closes the database.
+func (a *App) Close() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+	_ = a.DB.Close()
+}

@@ -1,0 +1,303 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/ent"
+	"github.com/parley-chat/parley/ent/attachment"
+	"github.com/parley-chat/parley/ent/conversation"
+	"github.com/parley-chat/parley/ent/message"
+	"github.com/parley-chat/parley/ent/messageevent"
+	"github.com/parley-chat/parley/ent/participant"
+	"github.com/parley-chat/parley/internal/events"
+)
+
+// Message event types, as stored and as published.
+const (
+	EventCreated = "CREATED"
+	EventEdited  = "EDITED"
+	EventDeleted = "DELETED"
+)
+
+// Message returns a message of one of the viewer's conversations, or NOT_FOUND.
+func (s *Service) Message(ctx context.Context, viewer, id string) (*ent.Message, error) {
+	m, err := s.db.Message.Query().
+		Where(message.ID(id), message.HasConversationWith(conversation.HasParticipantsWith(participant.UserID(viewer)))).
+		Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, notFound("message")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("message: %w", err)
+	}
+	return m, nil
+}
+
+func (s *Service) checkBody(field, body string) (string, error) {
+	body = strings.TrimSpace(body)
+	if n := utf8.RuneCountInString(body); n < 1 || n > s.limits.MaxBodyChars {
+		return "", invalidf(field, "body must be 1 to %d characters after trimming", s.limits.MaxBodyChars)
+	}
+	if strings.ContainsRune(body, 0) {
+		return "", invalidf(field, "body must not contain NUL characters")
+	}
+	return body, nil
+}
+
+// SendInput is what sendMessage takes.
+type SendInput struct {
+	ConversationID  string
+	Body            string
+	ClientMessageID *string
+	AttachmentIDs   []string
+}
+
+// nextSeq takes the conversation's next sequence number. The UPDATE holds the
+// conversation's row lock until commit, so writers of one conversation are
+// serialised and sequence numbers commit in order.
+func nextSeq(ctx context.Context, tx *ent.Tx, conversationID string, newMessage *ent.Message) (int64, error) {
+	u := tx.Conversation.UpdateOneID(conversationID).AddLastSeq(1)
+	if newMessage != nil {
+		u = u.SetUpdatedAt(newMessage.CreatedAt).SetLastMessageID(newMessage.ID)
+	}
+	c, err := u.Select(conversation.FieldLastSeq).Save(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("next sequence: %w", err)
+	}
+	return c.LastSeq, nil
+}
+
+// SendMessage stores a message and tells the conversation's subscribers.
+// A clientMessageId already used by the viewer in the conversation returns
+// the first message, and nothing is stored or published again.
+func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) (*ent.Message, error) {
+	body, err := s.checkBody("body", in.Body)
+	if err != nil {
+		return nil, err
+	}
+	if in.ClientMessageID != nil && (*in.ClientMessageID == "" || len(*in.ClientMessageID) > 128) {
+		return nil, invalidf("clientMessageId", "clientMessageId must be 1 to 128 bytes")
+	}
+	attIDs, err := s.checkIDs("attachmentIds", in.AttachmentIDs)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		m         *ent.Message
+		duplicate bool
+	)
+	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		if err := requireMember(ctx, tx.Participant, viewer, in.ConversationID); err != nil {
+			return err
+		}
+		if in.ClientMessageID != nil {
+			prev, err := tx.Message.Query().Where(message.SenderID(viewer),
+				message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
+			if err == nil {
+				m, duplicate = prev, true
+				return nil
+			}
+			if !ent.IsNotFound(err) {
+				return fmt.Errorf("idempotency check: %w", err)
+			}
+		}
+		if len(attIDs) > 0 {
+			n, err := tx.Attachment.Query().Where(attachment.IDIn(attIDs...), attachment.ConversationID(in.ConversationID),
+				attachment.UploaderID(viewer), attachment.MessageIDIsNil()).Count(ctx)
+			if err != nil {
+				return fmt.Errorf("check attachments: %w", err)
+			}
+			if n != len(attIDs) {
+				return invalidf("attachmentIds", "attachmentIds must name your own unsent uploads to this conversation")
+			}
+		}
+		m = &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
+		seq, err := nextSeq(ctx, tx, in.ConversationID, m)
+		if err != nil {
+			return err
+		}
+		m, err = tx.Message.Create().SetID(m.ID).SetConversationID(in.ConversationID).SetSenderID(viewer).
+			SetSeq(seq).SetBody(body).SetNillableClientMessageID(in.ClientMessageID).SetCreatedAt(m.CreatedAt).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("insert message: %w", err)
+		}
+		if err := recordEvent(ctx, tx, m, seq, EventCreated); err != nil {
+			return err
+		}
+		if len(attIDs) > 0 {
+			if err := tx.Attachment.Update().Where(attachment.IDIn(attIDs...)).SetMessageID(m.ID).Exec(ctx); err != nil {
+				return fmt.Errorf("attach: %w", err)
+			}
+		}
+		return nil
+	})
+	if ent.IsConstraintError(err) && in.ClientMessageID != nil {
+		// A concurrent send with the same clientMessageId won the race.
+		prev, qerr := s.db.Message.Query().Where(message.SenderID(viewer),
+			message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
+		if qerr == nil {
+			return prev, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !duplicate {
+		s.publish(ctx, events.Event{Kind: events.KindMessage, Type: EventCreated, ConversationID: m.ConversationID,
+			Seq: m.Seq, MessageID: m.ID, UserID: viewer})
+	}
+	return m, nil
+}
+
+func recordEvent(ctx context.Context, tx *ent.Tx, m *ent.Message, seq int64, typ string) error {
+	err := tx.MessageEvent.Create().SetConversationID(m.ConversationID).SetSeq(seq).
+		SetType(messageevent.Type(typ)).SetMessageID(m.ID).SetCreatedAt(now()).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("record %s event: %w", typ, err)
+	}
+	return nil
+}
+
+// EditMessage changes the body of one of the viewer's messages.
+func (s *Service) EditMessage(ctx context.Context, viewer, id, body string) (*ent.Message, error) {
+	body, err := s.checkBody("body", body)
+	if err != nil {
+		return nil, err
+	}
+	return s.changeMessage(ctx, viewer, id, EventEdited, func(u *ent.MessageUpdateOne, m *ent.Message, at time.Time) (*ent.MessageUpdateOne, error) {
+		if m.DeletedAt != nil {
+			return nil, invalidf("id", "a deleted message cannot be edited")
+		}
+		return u.SetBody(body).SetEditedAt(at), nil
+	})
+}
+
+// DeleteMessage turns one of the viewer's messages into a tombstone.
+// Deleting a tombstone again changes nothing.
+func (s *Service) DeleteMessage(ctx context.Context, viewer, id string) (*ent.Message, error) {
+	return s.changeMessage(ctx, viewer, id, EventDeleted, func(u *ent.MessageUpdateOne, m *ent.Message, at time.Time) (*ent.MessageUpdateOne, error) {
+		if m.DeletedAt != nil {
+			return nil, nil
+		}
+		return u.SetBody("").SetDeletedAt(at), nil
+	})
+}
+
+// changeMessage is the shared path of edit and delete: access check, next
+// sequence number, update, event row, publish. change returns a nil update
+// when there is nothing to do.
+func (s *Service) changeMessage(ctx context.Context, viewer, id, typ string,
+	change func(*ent.MessageUpdateOne, *ent.Message, time.Time) (*ent.MessageUpdateOne, error)) (*ent.Message, error) {
+	m, err := s.Message(ctx, viewer, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.SenderID != viewer {
+		return nil, forbidden("only the sender may change a message")
+	}
+	var seq int64
+	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		// Re-read inside the transaction: a concurrent delete must win cleanly.
+		cur, err := tx.Message.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("reload message: %w", err)
+		}
+		u, err := change(tx.Message.UpdateOne(cur), cur, now())
+		if err != nil || u == nil {
+			m = cur
+			return err
+		}
+		if seq, err = nextSeq(ctx, tx, cur.ConversationID, nil); err != nil {
+			return err
+		}
+		if m, err = u.Save(ctx); err != nil {
+			return fmt.Errorf("update message: %w", err)
+		}
+		return recordEvent(ctx, tx, m, seq, typ)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if seq > 0 {
+		s.publish(ctx, events.Event{Kind: events.KindMessage, Type: typ, ConversationID: m.ConversationID,
+			Seq: seq, MessageID: m.ID, UserID: viewer})
+	}
+	return m, nil
+}
+
+// MessagePage is one page of a conversation's messages, oldest first.
+type MessagePage struct {
+	Messages    []*ent.Message
+	HasNext     bool
+	HasPrevious bool
+}
+
+// ListMessages pages through a conversation's messages; the caller has
+// already checked that the viewer may see the conversation.
+func (s *Service) ListMessages(ctx context.Context, conversationID string, first *int, after *string, last *int, before *string) (*MessagePage, error) {
+	if first != nil && last != nil {
+		return nil, invalidf("first", "pass first or last, not both")
+	}
+	backward := last != nil || (before != nil && first == nil)
+	q := s.db.Message.Query().Where(message.ConversationID(conversationID))
+	var afterSeq, beforeSeq int64
+	var err error
+	if after != nil {
+		if afterSeq, err = decodeMessageCursor("after", *after); err != nil {
+			return nil, err
+		}
+		q = q.Where(message.SeqGT(afterSeq))
+	}
+	if before != nil {
+		if beforeSeq, err = decodeMessageCursor("before", *before); err != nil {
+			return nil, err
+		}
+		q = q.Where(message.SeqLT(beforeSeq))
+	}
+	page := &MessagePage{}
+	if !backward {
+		n, err := s.pageSize("first", first)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := q.Order(ent.Asc(message.FieldSeq)).Limit(n + 1).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list messages: %w", err)
+		}
+		if len(rows) > n {
+			rows, page.HasNext = rows[:n], true
+		}
+		// Every conversation's first event creates its first message, so
+		// messages exist before any valid cursor.
+		page.Messages, page.HasPrevious = rows, afterSeq > 0
+		return page, nil
+	}
+	n, err := s.pageSize("last", last)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Order(ent.Desc(message.FieldSeq)).Limit(n + 1).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list messages: %w", err)
+	}
+	if len(rows) > n {
+		rows, page.HasPrevious = rows[:n], true
+	}
+	slices.Reverse(rows)
+	page.Messages, page.HasNext = rows, before != nil
+	return page, nil
+}
+
+// CountMessages counts a conversation's messages, tombstones included.
+func (s *Service) CountMessages(ctx context.Context, conversationID string) (int, error) {
+	n, err := s.db.Message.Query().Where(message.ConversationID(conversationID)).Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count messages: %w", err)
+	}
+	return n, nil
+}

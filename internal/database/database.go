@@ -1,0 +1,110 @@
+// Package database opens the configured database (SQLite by default,
+// PostgreSQL for production) as an ent client and brings its schema up to date.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver (pure Go)
+
+	"github.com/parley-chat/parley/ent"
+)
+
+// DB is an open database.
+type DB struct {
+	Client  *ent.Client
+	SQL     *sql.DB
+	Dialect string // ent's dialect name
+}
+
+// Options tune the connection pool.
+type Options struct {
+	MaxOpenConns int
+}
+
+// Open connects to url: "postgres://…" or "postgresql://…" selects
+// PostgreSQL; anything else is a SQLite file path (optionally "sqlite://path"
+// or "file:path"), whose directory is created.
+func Open(ctx context.Context, url string, opt Options) (*DB, error) {
+	if opt.MaxOpenConns <= 0 {
+		opt.MaxOpenConns = 16
+	}
+	var (
+		db  *sql.DB
+		dia string
+		err error
+	)
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		dia = dialect.Postgres
+		db, err = sql.Open("pgx", url)
+	default:
+		dia = dialect.SQLite
+		var dsn string
+		if dsn, err = sqliteDSN(url); err == nil {
+			db, err = sql.Open("sqlite", dsn)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(opt.MaxOpenConns)
+	db.SetMaxIdleConns(opt.MaxOpenConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(dia, db)))
+	return &DB{Client: client, SQL: db, Dialect: dia}, nil
+}
+
+// sqliteDSN turns a path into a DSN with the pragmas the service relies on:
+// foreign keys, WAL (readers never wait for the writer), a busy timeout
+// (writers queue instead of failing), and BEGIN IMMEDIATE, so a transaction
+// takes the write lock up front instead of failing to upgrade later.
+func sqliteDSN(url string) (string, error) {
+	path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite://"), "file:")
+	query := ""
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	if path != ":memory:" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return "", fmt.Errorf("database directory: %w", err)
+		}
+	}
+	params := []string{
+		"_pragma=foreign_keys(1)", "_pragma=journal_mode(WAL)", "_pragma=busy_timeout(10000)",
+		"_pragma=synchronous(NORMAL)", "_txlock=immediate", "_time_format=sqlite",
+	}
+	if query != "" {
+		params = append(params, query)
+	}
+	return "file:" + path + "?" + strings.Join(params, "&"), nil
+}
+
+// Migrate brings the schema up to date.
+func (d *DB) Migrate(ctx context.Context) error {
+	if err := d.Client.Schema.Create(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (d *DB) Ping(ctx context.Context) error { return d.SQL.PingContext(ctx) }
+
+// Close closes the pool.
+func (d *DB) Close() error { return d.Client.Close() }

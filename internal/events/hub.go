@@ -1,0 +1,230 @@
+package events
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// Delivery is one event as handed to local subscriptions. All subscriptions
+// that receive the same event share one Delivery, and so one Scope: per-event
+// work (loading the message, its sender…) is done once, not per subscriber.
+type Delivery struct {
+	Event
+	scope func() any
+}
+
+// Scope returns the value shared by every subscriber of this event, made on
+// first use by the Hub's scope factory.
+func (d *Delivery) Scope() any {
+	if d.scope == nil {
+		return nil
+	}
+	return d.scope()
+}
+
+// MembersFunc returns the IDs of a conversation's participants.
+type MembersFunc func(ctx context.Context, conversationID string) ([]string, error)
+
+// HubConfig configures a Hub.
+type HubConfig struct {
+	// Members finds inbox recipients of a conversation event.
+	Members MembersFunc
+	// NewScope makes the per-event shared value of a Delivery (see Scope).
+	NewScope func() any
+	// Buffer is the capacity of each subscription's queue; a subscription
+	// whose queue is full is cut off as lagging (it resumes with `after`).
+	Buffer int
+	// Queue is the capacity of the hub's inbound queue from the broker.
+	Queue  int
+	Logger *slog.Logger
+}
+
+// Hub fans events out to this replica's subscriptions. It never blocks on a
+// subscriber: a full subscription queue ends that subscription.
+type Hub struct {
+	cfg     HubConfig
+	inbound chan Event
+	dropped atomic.Int64
+
+	mu    sync.RWMutex
+	convs map[string]map[*Subscription]struct{}
+	users map[string]map[*Subscription]struct{}
+}
+
+// NewHub returns a Hub; call Run to start it.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 256
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 8192
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Hub{
+		cfg:     cfg,
+		inbound: make(chan Event, cfg.Queue),
+		convs:   map[string]map[*Subscription]struct{}{},
+		users:   map[string]map[*Subscription]struct{}{},
+	}
+}
+
+// Run subscribes to the broker and dispatches until ctx ends.
+func (h *Hub) Run(ctx context.Context, b Broker) error {
+	if err := b.Subscribe(ctx, h.enqueue); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-h.inbound:
+			h.dispatch(ctx, e)
+		}
+	}
+}
+
+// Dropped reports how many events the hub discarded because its inbound
+// queue was full (message subscribers recover them from the database).
+func (h *Hub) Dropped() int64 { return h.dropped.Load() }
+
+func (h *Hub) enqueue(e Event) {
+	select {
+	case h.inbound <- e:
+	default:
+		h.dropped.Add(1)
+		h.cfg.Logger.Warn("hub queue full; event dropped", "conversation", e.ConversationID, "kind", e.Kind, "seq", e.Seq)
+	}
+}
+
+func (h *Hub) dispatch(ctx context.Context, e Event) {
+	d := &Delivery{Event: e}
+	if h.cfg.NewScope != nil {
+		d.scope = sync.OnceValue(h.cfg.NewScope)
+	}
+	h.mu.RLock()
+	for s := range h.convs[e.ConversationID] {
+		if s.kinds[e.Kind] {
+			s.offer(d)
+		}
+	}
+	wantInbox := len(h.users) > 0 && e.Kind != KindTyping
+	h.mu.RUnlock()
+	if !wantInbox {
+		return
+	}
+	recipients := e.Notify
+	if h.cfg.Members != nil {
+		members, err := h.cfg.Members(ctx, e.ConversationID)
+		if err != nil {
+			h.cfg.Logger.Error("inbox recipients", "conversation", e.ConversationID, "err", err)
+		}
+		recipients = append(members, e.Notify...)
+	}
+	seen := make(map[string]bool, len(recipients))
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, u := range recipients {
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		for s := range h.users[u] {
+			s.offer(d)
+		}
+	}
+}
+
+// SubscribeConversation returns a subscription to events of the given kinds
+// in one conversation.
+func (h *Hub) SubscribeConversation(conversationID string, kinds ...Kind) *Subscription {
+	s := h.newSubscription(kinds)
+	s.key, s.index = conversationID, h.convs
+	h.add(s)
+	return s
+}
+
+// SubscribeInbox returns a subscription to every message and conversation
+// event of the conversations userID takes part in.
+func (h *Hub) SubscribeInbox(userID string) *Subscription {
+	s := h.newSubscription([]Kind{KindMessage, KindConversation})
+	s.key, s.index = userID, h.users
+	h.add(s)
+	return s
+}
+
+func (h *Hub) newSubscription(kinds []Kind) *Subscription {
+	s := &Subscription{
+		hub:    h,
+		ch:     make(chan *Delivery, h.cfg.Buffer),
+		lagged: make(chan struct{}),
+		kinds:  map[Kind]bool{},
+	}
+	for _, k := range kinds {
+		s.kinds[k] = true
+	}
+	return s
+}
+
+func (h *Hub) add(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := s.index[s.key]
+	if set == nil {
+		set = map[*Subscription]struct{}{}
+		s.index[s.key] = set
+	}
+	set[s] = struct{}{}
+}
+
+func (h *Hub) remove(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if set := s.index[s.key]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(s.index, s.key)
+		}
+	}
+}
+
+// Subscription is one local consumer's queue.
+type Subscription struct {
+	hub   *Hub
+	key   string
+	index map[string]map[*Subscription]struct{}
+	kinds map[Kind]bool
+
+	ch         chan *Delivery
+	lagged     chan struct{}
+	lagOnce    sync.Once
+	removeOnce sync.Once
+}
+
+// C delivers the subscription's events in the order the hub received them.
+func (s *Subscription) C() <-chan *Delivery { return s.ch }
+
+// Lagged is closed when the subscription fell so far behind that its queue
+// filled up; it receives nothing more and its consumer should end it.
+func (s *Subscription) Lagged() <-chan struct{} { return s.lagged }
+
+// Close stops delivery to the subscription.
+func (s *Subscription) Close() {
+	s.removeOnce.Do(func() { s.hub.remove(s) })
+}
+
+// offer is called with the hub's read lock held, so it must not block.
+func (s *Subscription) offer(d *Delivery) {
+	select {
+	case s.ch <- d:
+	default:
+		s.lagOnce.Do(func() {
+			close(s.lagged)
+			// Removing takes the write lock: do it outside the dispatch.
+			go s.Close()
+		})
+	}
+}

@@ -1,0 +1,84 @@
+// Package httpapi is the HTTP surface: /graphql with every transport of
+// API.md, GraphiQL at /, health, readiness, metrics and attachment downloads.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/parley-chat/parley/graph"
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/loader"
+)
+
+// CloseForbidden is the WebSocket close code for a missing or bad token in
+// connection_init (graphql-transport-ws).
+const CloseForbidden = 4403
+
+// GraphQLOptions configure the GraphQL handler.
+type GraphQLOptions struct {
+	MaxUploadBytes int64
+	MaxComplexity  int
+	WSInitTimeout  time.Duration
+	WSPingInterval time.Duration
+}
+
+// NewGraphQL builds the gqlgen server with explicit transports. SSE comes
+// before POST: both accept a JSON POST, and SSE must claim the ones that ask
+// for text/event-stream.
+func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, opt GraphQLOptions) *handler.Server {
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: graph.NewResolver(svc, log)}))
+	srv.AddTransport(transport.Websocket{
+		InitFunc:              wsInit(svc),
+		InitTimeout:           opt.WSInitTimeout,
+		KeepAlivePingInterval: opt.WSPingInterval, // legacy graphql-ws "ka"
+		PingPongInterval:      opt.WSPingInterval, // graphql-transport-ws ping/pong
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.SSE{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: opt.MaxUploadBytes + 1<<20, MaxMemory: 1 << 20})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.Use(extension.FixedComplexityLimit(opt.MaxComplexity))
+	srv.SetErrorPresenter(graph.ErrorPresenter(log))
+	srv.SetRecoverFunc(graph.Recover(log))
+	// Fresh loaders for every response: one per HTTP request, and one per
+	// event of a subscription, so nothing cached outlives what it served.
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		return next(loader.WithFreshLoaders(ctx, loaders))
+	})
+	return srv
+}
+
+// wsInit authenticates a WebSocket from its connection_init payload. A
+// subscription never starts unauthenticated: a missing or bad token closes
+// the socket with 4403.
+func wsInit(svc *chat.Service) transport.WebsocketInitFunc {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		token := p.Authorization()
+		for _, k := range []string{"authToken", "token"} {
+			if token == "" {
+				token = p.GetString(k)
+			}
+		}
+		userID, err := svc.Authenticate(ctx, token)
+		if err != nil {
+			ctx = transport.WithWebsocketCloseCode(ctx, CloseForbidden)
+			ctx = transport.AppendCloseReason(ctx, "Forbidden")
+			return ctx, nil, err
+		}
+		return auth.WithViewer(ctx, userID), nil, nil
+	}
+}
