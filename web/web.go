@@ -4,9 +4,9 @@
 // page for exploring and testing the GraphQL API with no Node.js toolchain,
 // no internet access and no CDN: the page is bundled ahead of time with Vite
 // from web/graphiql (see web/README.md and web/build.sh), the build output in
-// web/graphiql/dist is committed, and it is compiled into the binary with
-// go:embed. Every JS, CSS, font and web-worker file the page needs is served
-// by the handler returned from GraphiQL.
+// web/graphiql/dist is committed, and it is compiled into the binary with an
+// embed directive. Every JS, CSS, font and web-worker file the page needs is
+// served by the handler returned from GraphiQL.
 package web
 
 import (

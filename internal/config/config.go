@@ -29,6 +29,7 @@ type Config struct {
 	MaxRequestBytes int64
 	MaxComplexity   int
 
+	TypingTTL       time.Duration
 	WSInitTimeout   time.Duration
 	WSPingInterval  time.Duration
 	ShutdownTimeout time.Duration
@@ -55,6 +56,7 @@ var Vars = []Var{
 	{"MAX_UPLOAD_BYTES", "10485760", "largest attachment"},
 	{"MAX_REQUEST_BYTES", "1048576", "largest JSON request body"},
 	{"MAX_COMPLEXITY", "5000", "largest query complexity (each field costs 1)"},
+	{"TYPING_TTL", "6s", "a typing state ends by itself when not refreshed for this long"},
 	{"WS_INIT_TIMEOUT", "10s", "time a WebSocket client has to send connection_init"},
 	{"WS_PING_INTERVAL", "25s", "keep-alive interval on WebSockets (ping / ka)"},
 	{"SHUTDOWN_TIMEOUT", "15s", "how long SIGTERM waits for in-flight requests"},
@@ -97,6 +99,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		MaxUploadBytes:  num("MAX_UPLOAD_BYTES", "10485760"),
 		MaxRequestBytes: num("MAX_REQUEST_BYTES", "1048576"),
 		MaxComplexity:   int(num("MAX_COMPLEXITY", "5000")),
+		TypingTTL:       dur("TYPING_TTL", "6s"),
 		WSInitTimeout:   dur("WS_INIT_TIMEOUT", "10s"),
 		WSPingInterval:  dur("WS_PING_INTERVAL", "25s"),
 		ShutdownTimeout: dur("SHUTDOWN_TIMEOUT", "15s"),
