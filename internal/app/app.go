@@ -76,6 +76,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	broker := events.NewMemoryBroker()
 	limits := chat.DefaultLimits()
 	limits.MaxBodyChars, limits.MaxPageSize, limits.MaxUploadBytes = cfg.MaxBodyChars, cfg.MaxPageSize, cfg.MaxUploadBytes
+	limits.TypingTTL = cfg.TypingTTL
 	if limits.DefaultPageSize > limits.MaxPageSize {
 		limits.DefaultPageSize = limits.MaxPageSize
 	}
