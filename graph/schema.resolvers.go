@@ -10,7 +10,6 @@ import (
 	"errors"
 
 	"github.com/99designs/gqlgen/graphql"
-
 	"github.com/parley-chat/parley/ent"
 	"github.com/parley-chat/parley/ent/conversation"
 	"github.com/parley-chat/parley/graph/model"
@@ -460,15 +459,17 @@ func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionRes
 // TypingEvent returns TypingEventResolver implementation.
 func (r *Resolver) TypingEvent() TypingEventResolver { return &typingEventResolver{r} }
 
-type attachmentResolver struct{ *Resolver }
-type conversationResolver struct{ *Resolver }
-type conversationConnectionResolver struct{ *Resolver }
-type inboxEventResolver struct{ *Resolver }
-type messageResolver struct{ *Resolver }
-type messageConnectionResolver struct{ *Resolver }
-type messageEventResolver struct{ *Resolver }
-type mutationResolver struct{ *Resolver }
-type queryResolver struct{ *Resolver }
-type readReceiptResolver struct{ *Resolver }
-type subscriptionResolver struct{ *Resolver }
-type typingEventResolver struct{ *Resolver }
+type (
+	attachmentResolver             struct{ *Resolver }
+	conversationResolver           struct{ *Resolver }
+	conversationConnectionResolver struct{ *Resolver }
+	inboxEventResolver             struct{ *Resolver }
+	messageResolver                struct{ *Resolver }
+	messageConnectionResolver      struct{ *Resolver }
+	messageEventResolver           struct{ *Resolver }
+	mutationResolver               struct{ *Resolver }
+	queryResolver                  struct{ *Resolver }
+	readReceiptResolver            struct{ *Resolver }
+	subscriptionResolver           struct{ *Resolver }
+	typingEventResolver            struct{ *Resolver }
+)
