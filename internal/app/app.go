@@ -50,9 +50,24 @@ func NewLogger(w io.Writer, cfg *config.Config) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// Option changes how New wires the App.
+type Option func(*options)
+
+type options struct {
+	broker events.Broker
+}
+
+// WithBroker replaces the in-process broker (tests use it to lose events on
+// purpose; the Redis broker plugs in here).
+func WithBroker(b events.Broker) Option { return func(o *options) { o.broker = b } }
+
 // New opens the database, migrates it and starts the hub.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
-	if cfg.RedisURL != "" {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.RedisURL != "" && o.broker == nil {
 		return nil, errors.New("REDIS_URL is set, but this build has no Redis broker yet; unset it to run a single replica")
 	}
 	if !cfg.JWTSecretSet {
@@ -73,7 +88,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	loaders := loader.NewFactory(db.Client, db.Dialect)
 	newScope := func() any { return loaders.New() }
-	broker := events.NewMemoryBroker()
+	var broker events.Broker = events.NewMemoryBroker()
+	if o.broker != nil {
+		broker = o.broker
+	}
 	limits := chat.DefaultLimits()
 	limits.MaxBodyChars, limits.MaxPageSize, limits.MaxUploadBytes = cfg.MaxBodyChars, cfg.MaxPageSize, cfg.MaxUploadBytes
 	limits.TypingTTL = cfg.TypingTTL
