@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +37,7 @@ type App struct {
 	log      *slog.Logger
 	draining atomic.Bool
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	hubDone  <-chan struct{}
 }
 
 // NewLogger returns the structured logger the configuration asks for.
@@ -127,14 +126,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	})
 
 	hubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		if err := hub.Run(hubCtx, broker); err != nil {
-			log.Error("hub stopped", "err", err)
-		}
-	}()
+	done, err := hub.Start(hubCtx, broker)
+	if err != nil {
+		cancel()
+		_ = db.Close()
+		return nil, fmt.Errorf("start hub: %w", err)
+	}
+	a.cancel, a.hubDone = cancel, done
 	return a, nil
 }
 
@@ -175,7 +173,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 func (a *App) Close() {
 	if a.cancel != nil {
 		a.cancel()
+		<-a.hubDone
 	}
-	a.wg.Wait()
 	_ = a.DB.Close()
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-
 	"github.com/parley-chat/parley/ent"
 	"github.com/parley-chat/parley/ent/conversation"
 	"github.com/parley-chat/parley/ent/message"
@@ -350,4 +349,3 @@ func (s *Service) SetTyping(ctx context.Context, viewer, conversationID string, 
 	s.publish(ctx, events.Event{Kind: events.KindTyping, ConversationID: conversationID, UserID: viewer, Typing: typing})
 	return nil
 }
-

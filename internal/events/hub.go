@@ -53,7 +53,7 @@ type Hub struct {
 	users map[string]map[*Subscription]struct{}
 }
 
-// NewHub returns a Hub; call Run to start it.
+// NewHub returns a Hub; call Start to start it.
 func NewHub(cfg HubConfig) *Hub {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 256
@@ -72,19 +72,26 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 }
 
-// Run subscribes to the broker and dispatches until ctx ends.
-func (h *Hub) Run(ctx context.Context, b Broker) error {
+// Start subscribes to the broker, so that nothing published after Start
+// returns is missed, and dispatches in the background until ctx ends. The
+// returned channel is closed when dispatching has stopped.
+func (h *Hub) Start(ctx context.Context, b Broker) (<-chan struct{}, error) {
 	if err := b.Subscribe(ctx, h.enqueue); err != nil {
-		return err
+		return nil, err
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e := <-h.inbound:
-			h.dispatch(ctx, e)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-h.inbound:
+				h.dispatch(ctx, e)
+			}
 		}
-	}
+	}()
+	return done, nil
 }
 
 // Dropped reports how many events the hub discarded because its inbound

@@ -12,22 +12,11 @@ func startHub(t *testing.T, cfg HubConfig) (*Hub, *MemoryBroker) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := NewMemoryBroker()
 	h := NewHub(cfg)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = h.Run(ctx, b) }()
-	t.Cleanup(func() { cancel(); <-done })
-	// Run subscribes asynchronously; wait until it has.
-	for i := 0; ; i++ {
-		b.mu.RLock()
-		n := len(b.handlers)
-		b.mu.RUnlock()
-		if n > 0 {
-			break
-		}
-		if i > 1000 {
-			t.Fatal("hub never subscribed")
-		}
-		time.Sleep(time.Millisecond)
+	done, err := h.Start(ctx, b)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { cancel(); <-done })
 	return h, b
 }
 
