@@ -1296,7 +1296,7 @@ type InboxEvent {
   type: InboxEventType!
   "The conversation it happened in."
   conversation: Conversation!
-  "The message, for MESSAGE_* events."
+  "The message, for MESSAGE_* events; for READ, the last message read."
   message: Message
   "Who read, joined or left."
   user: User
