@@ -61,9 +61,10 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			switch gqlErr.Extensions["code"] {
 			case nil:
 				setCode(gqlErr, CodeBadUserInput)
-			case errcode.ParseFailed:
+			case errcode.ParseFailed, "COMPLEXITY_LIMIT_EXCEEDED":
 				// API.md's vocabulary has one code for documents the server
-				// will not run, parsed or not.
+				// will not run; the specific reason stays alongside it.
+				gqlErr.Extensions["reason"] = gqlErr.Extensions["code"]
 				setCode(gqlErr, CodeValidationFailed)
 			}
 			return gqlErr

@@ -410,7 +410,7 @@ func (r *subscriptionResolver) Typing(ctx context.Context, conversationID string
 		return nil, err
 	}
 	return forward(ctx, r.presenter, items, func(it chat.TypingItem) (*model.TypingEvent, error) {
-		return &model.TypingEvent{ConversationID: it.ConversationID, UserID: it.UserID, Typing: it.Typing}, nil
+		return &model.TypingEvent{ConversationID: it.ConversationID, UserID: it.UserID, Typing: it.Typing}, it.Err
 	}), nil
 }
 

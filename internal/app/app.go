@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	loaders := loader.NewFactory(db.Client, db.Dialect)
-	newScope := func() any { return loaders.New() }
+	newScope := func() any { return loaders.NewShared() }
 	var broker events.Broker = events.NewMemoryBroker()
 	if o.broker != nil {
 		broker = o.broker

@@ -75,12 +75,9 @@ func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID stri
 				return
 			case d := <-sub.C():
 				if d.Kind == events.KindConversation {
-					if d.Type == InboxParticipantsChanged && d.UserID == viewer {
-						ok, err := isMember(ctx, s.db.Participant, viewer, conversationID)
-						if err != nil || !ok {
-							st.fail(notFound("conversation"))
-							return
-						}
+					if s.lostAccess(ctx, viewer, d) {
+						st.fail(notFound("conversation"))
+						return
 					}
 					continue
 				}
@@ -102,6 +99,16 @@ func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID stri
 		}
 	}()
 	return out, nil
+}
+
+// lostAccess reports whether a conversation event took the viewer out of
+// the conversation; a stream of a conversation the viewer left must end.
+func (s *Service) lostAccess(ctx context.Context, viewer string, d *events.Delivery) bool {
+	if d.Type != InboxParticipantsChanged || d.UserID != viewer {
+		return false
+	}
+	ok, err := isMember(ctx, s.db.Participant, viewer, d.ConversationID)
+	return err != nil || !ok
 }
 
 type eventStream struct {
@@ -217,6 +224,7 @@ type TypingItem struct {
 	ConversationID string
 	UserID         string
 	Typing         bool
+	Err            error
 }
 
 // Typing streams typing states of the other participants of a conversation.
@@ -226,7 +234,7 @@ func (s *Service) Typing(ctx context.Context, viewer, conversationID string) (<-
 	if err := requireMember(ctx, s.db.Participant, viewer, conversationID); err != nil {
 		return nil, err
 	}
-	sub := s.hub.SubscribeConversation(conversationID, events.KindTyping)
+	sub := s.hub.SubscribeConversation(conversationID, events.KindTyping, events.KindConversation)
 	out := make(chan TypingItem)
 	go func() {
 		defer close(out)
@@ -272,6 +280,13 @@ func (s *Service) Typing(ctx context.Context, viewer, conversationID string) (<-
 				}
 				rearm()
 			case d := <-sub.C():
+				if d.Kind == events.KindConversation {
+					if s.lostAccess(ctx, viewer, d) {
+						send(TypingItem{Err: notFound("conversation")})
+						return
+					}
+					continue
+				}
 				if d.UserID == viewer {
 					continue
 				}

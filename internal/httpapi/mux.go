@@ -46,7 +46,7 @@ type Config struct {
 // New returns the service's whole HTTP surface.
 func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", limitBody(cfg.MaxRequestBytes, cfg.GraphQL))
+	mux.Handle("/graphql", limitBody(cfg.MaxRequestBytes, codeTransportErrors(cfg.GraphQL)))
 	mux.Handle("GET /attachments/{id}", attachments(cfg.Chat))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -48,35 +48,54 @@ func NewFactory(db *ent.Client, dialect string) *Factory {
 	return &Factory{db: db, dialect: dialect}
 }
 
-func opts[K comparable, V any]() []dataloader.Option[K, V] {
-	return []dataloader.Option[K, V]{
+// New returns a fresh set of loaders for one response.
+func (f *Factory) New() *Loaders { return f.build(false) }
+
+// NewShared returns loaders shared by the subscribers of one event. A batch
+// runs under the context of whichever subscriber asked first, so it is
+// detached from that subscriber's cancellation: one client disconnecting must
+// not fail the load for all the others.
+func (f *Factory) NewShared() *Loaders { return f.build(true) }
+
+// sharedLoadTimeout bounds a detached batch load.
+const sharedLoadTimeout = 10 * time.Second
+
+func newLoader[K comparable, V any](shared bool, fn dataloader.BatchFunc[K, V]) *dataloader.Loader[K, V] {
+	if shared {
+		inner := fn
+		fn = func(ctx context.Context, keys []K) []*dataloader.Result[V] {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+			defer cancel()
+			return inner(ctx, keys)
+		}
+	}
+	return dataloader.NewBatchedLoader(fn,
 		dataloader.WithWait[K, V](batchWait),
 		dataloader.WithBatchCapacity[K, V](500),
-	}
+	)
 }
 
-// New returns a fresh set of loaders.
-func (f *Factory) New() *Loaders {
-	l := &Loaders{}
-	l.User = dataloader.NewBatchedLoader(byID(func(ctx context.Context, ids []string) ([]*ent.User, error) {
-		return f.db.User.Query().Where(user.IDIn(ids...)).All(ctx)
-	}, func(u *ent.User) string { return u.ID }), opts[string, *ent.User]()...)
-	l.Conversation = dataloader.NewBatchedLoader(byID(func(ctx context.Context, ids []string) ([]*ent.Conversation, error) {
-		return f.db.Conversation.Query().Where(conversation.IDIn(ids...)).All(ctx)
-	}, func(c *ent.Conversation) string { return c.ID }), opts[string, *ent.Conversation]()...)
-	l.Message = dataloader.NewBatchedLoader(byID(func(ctx context.Context, ids []string) ([]*ent.Message, error) {
-		return f.db.Message.Query().Where(message.IDIn(ids...)).All(ctx)
-	}, func(m *ent.Message) string { return m.ID }), opts[string, *ent.Message]()...)
-	l.Participants = dataloader.NewBatchedLoader(groupBy(func(ctx context.Context, ids []string) ([]*ent.Participant, error) {
-		return f.db.Participant.Query().Where(participant.ConversationIDIn(ids...)).
-			Order(ent.Asc(participant.FieldConversationID), ent.Asc(participant.FieldJoinedAt), ent.Asc(participant.FieldID)).All(ctx)
-	}, func(p *ent.Participant) string { return p.ConversationID }), opts[string, []*ent.Participant]()...)
-	l.Attachments = dataloader.NewBatchedLoader(groupBy(func(ctx context.Context, ids []string) ([]*ent.Attachment, error) {
-		return f.db.Attachment.Query().Where(attachment.MessageIDIn(ids...)).
-			Order(ent.Asc(attachment.FieldCreatedAt), ent.Asc(attachment.FieldID)).All(ctx)
-	}, func(a *ent.Attachment) string { return *a.MessageID }), opts[string, []*ent.Attachment]()...)
-	l.Unread = dataloader.NewBatchedLoader(f.unread, opts[string, int]()...)
-	return l
+func (f *Factory) build(shared bool) *Loaders {
+	return &Loaders{
+		User: newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.User, error) {
+			return f.db.User.Query().Where(user.IDIn(ids...)).All(ctx)
+		}, func(u *ent.User) string { return u.ID })),
+		Conversation: newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.Conversation, error) {
+			return f.db.Conversation.Query().Where(conversation.IDIn(ids...)).All(ctx)
+		}, func(c *ent.Conversation) string { return c.ID })),
+		Message: newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.Message, error) {
+			return f.db.Message.Query().Where(message.IDIn(ids...)).All(ctx)
+		}, func(m *ent.Message) string { return m.ID })),
+		Participants: newLoader(shared, groupBy(func(ctx context.Context, ids []string) ([]*ent.Participant, error) {
+			return f.db.Participant.Query().Where(participant.ConversationIDIn(ids...)).
+				Order(ent.Asc(participant.FieldConversationID), ent.Asc(participant.FieldJoinedAt), ent.Asc(participant.FieldID)).All(ctx)
+		}, func(p *ent.Participant) string { return p.ConversationID })),
+		Attachments: newLoader(shared, groupBy(func(ctx context.Context, ids []string) ([]*ent.Attachment, error) {
+			return f.db.Attachment.Query().Where(attachment.MessageIDIn(ids...)).
+				Order(ent.Asc(attachment.FieldCreatedAt), ent.Asc(attachment.FieldID)).All(ctx)
+		}, func(a *ent.Attachment) string { return *a.MessageID })),
+		Unread: newLoader(shared, f.unread),
+	}
 }
 
 // byID adapts a query by primary keys to a batch function; a missing row
