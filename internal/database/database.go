@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -95,8 +96,15 @@ func sqliteDSN(url string) (string, error) {
 	return "file:" + path + "?" + strings.Join(params, "&"), nil
 }
 
+// migrateMu serialises migrations within a process: ent's migration code
+// writes package-level table definitions, which races when two databases are
+// migrated at once (as parallel tests do).
+var migrateMu sync.Mutex
+
 // Migrate brings the schema up to date.
 func (d *DB) Migrate(ctx context.Context) error {
+	migrateMu.Lock()
+	defer migrateMu.Unlock()
 	if err := d.Client.Schema.Create(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -59,6 +59,15 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		return next(loader.WithFreshLoaders(ctx, loaders))
 	})
+	// Mutation fields run one after another and each may change what the
+	// previous one loaded: give each its own loaders, so a later field never
+	// reads an earlier field's cached rows.
+	srv.AroundRootFields(func(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
+		if oc := graphql.GetOperationContext(ctx); oc != nil && oc.Operation != nil && oc.Operation.Operation == ast.Mutation {
+			ctx = loader.WithFreshLoaders(ctx, loaders)
+		}
+		return next(ctx)
+	})
 	return srv
 }
 

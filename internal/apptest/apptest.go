@@ -1,0 +1,220 @@
+// Package apptest starts a real replica (real database, real HTTP server on
+// loopback) for end-to-end tests, and speaks to it the way clients do: JSON
+// over HTTP, graphql-transport-ws and legacy graphql-ws over WebSocket, SSE.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/app"
+	"github.com/parley-chat/parley/internal/config"
+)
+
+// Server is a running replica.
+type Server struct {
+	URL string
+	App *app.App
+	t   testing.TB
+}
+
+// Start runs a replica on a fresh SQLite database in a temp dir. env
+// overrides configuration variables (name=value).
+func Start(t testing.TB, env ...string) *Server {
+	t.Helper()
+	return StartWith(t, nil, env...)
+}
+
+// StartWith is Start with options for app.New (such as another broker).
+func StartWith(t testing.TB, opts []app.Option, env ...string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	vars := map[string]string{
+		"DATABASE_URL":   filepath.Join(dir, "test.db"),
+		"ATTACHMENT_DIR": filepath.Join(dir, "attachments"),
+		"JWT_SECRET":     "test-secret-test-secret-test-secret-0123",
+		"LOG_LEVEL":      "warn",
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	a, err := app.New(context.Background(), cfg, log, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(a.Handler)
+	ts.Start()
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+		a.Close()
+	})
+	return &Server{URL: ts.URL, App: a, t: t}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Response is a GraphQL response.
+type Response struct {
+	Status int
+	Data   json.RawMessage `json:"data"`
+	Errors []GQLError      `json:"errors"`
+}
+
+// GQLError is one GraphQL error.
+type GQLError struct {
+	Message    string         `json:"message"`
+	Path       []any          `json:"path"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+// Code returns extensions.code.
+func (e GQLError) Code() string { s, _ := e.Extensions["code"].(string); return s }
+
+// Codes lists the codes of all errors.
+func (r *Response) Codes() []string {
+	var out []string
+	for _, e := range r.Errors {
+		out = append(out, e.Code())
+	}
+	return out
+}
+
+// Decode unmarshals data into v, failing the test on GraphQL errors.
+func (r *Response) Decode(t testing.TB, v any) {
+	t.Helper()
+	if len(r.Errors) > 0 {
+		t.Fatalf("unexpected errors: %+v", r.Errors)
+	}
+	if err := json.Unmarshal(r.Data, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Data, err)
+	}
+}
+
+// Post sends a GraphQL operation as a JSON POST.
+func (s *Server) Post(token, query string, vars map[string]any) *Response {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	return s.PostRaw(token, "application/json", body)
+}
+
+// PostRaw sends any body to /graphql.
+func (s *Server) PostRaw(token, contentType string, body []byte) *Response {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	return s.do(req, token)
+}
+
+func (s *Server) do(req *http.Request, token string) *Response {
+	s.t.Helper()
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := &Response{Status: resp.StatusCode}
+	if err := json.Unmarshal(raw, out); err != nil {
+		s.t.Fatalf("%s %s: status %d, body not JSON: %q", req.Method, req.URL, resp.StatusCode, raw)
+	}
+	return out
+}
+
+// Get sends a query over GET /graphql.
+func (s *Server) Get(token string, params map[string]string) *Response {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/graphql", nil)
+	q := req.URL.Query()
+	for k, v := range params {
+		q.Set(k, v)
+	}
+	req.URL.RawQuery = q.Encode()
+	return s.do(req, token)
+}
+
+// User is a registered test user.
+type User struct {
+	ID, Username, Token string
+}
+
+// userSeq makes usernames unique across parallel tests and runs.
+var userSeq atomic.Int64
+
+// Register creates a user with a unique name based on prefix.
+func (s *Server) Register(prefix string) User {
+	s.t.Helper()
+	name := fmt.Sprintf("%s_%d_%d", prefix, time.Now().UnixNano()%100000, userSeq.Add(1))
+	r := s.Post("", `mutation($u: String!) { register(username: $u, password: "password-123") { token user { id username } } }`,
+		map[string]any{"u": name})
+	var out struct {
+		Register struct {
+			Token string
+			User  struct{ ID, Username string }
+		}
+	}
+	r.Decode(s.t, &out)
+	return User{ID: out.Register.User.ID, Username: out.Register.User.Username, Token: out.Register.Token}
+}
+
+// CreateConversation creates a conversation of owner with others and returns its ID.
+func (s *Server) CreateConversation(owner User, title *string, others ...User) string {
+	s.t.Helper()
+	ids := []string{}
+	for _, o := range others {
+		ids = append(ids, o.ID)
+	}
+	r := s.Post(owner.Token, `mutation($in: CreateConversationInput!) { createConversation(input: $in) { id } }`,
+		map[string]any{"in": map[string]any{"participantIds": ids, "title": title}})
+	var out struct{ CreateConversation struct{ ID string } }
+	r.Decode(s.t, &out)
+	return out.CreateConversation.ID
+}
+
+// Send sends a message and returns its ID.
+func (s *Server) Send(u User, conversationID, body string) string {
+	s.t.Helper()
+	r := s.Post(u.Token, `mutation($in: SendMessageInput!) { sendMessage(input: $in) { id } }`,
+		map[string]any{"in": map[string]any{"conversationId": conversationID, "body": body}})
+	var out struct{ SendMessage struct{ ID string } }
+	r.Decode(s.t, &out)
+	return out.SendMessage.ID
+}
+
+// Ptr returns a pointer to v.
+func Ptr[T any](v T) *T { return &v }
+
+// TempFile writes content to a file in a temp dir and returns its path.
+func TempFile(t testing.TB, name string, content []byte) string {
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
