@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,25 +241,11 @@ func subCursor(t *testing.T, s *apptest.Server, viewer, sender apptest.User, con
 	return d.MessageEvents.Cursor
 }
 
-// subRegister registers a user with a unique name. apptest.Register bumps
-// an unsynchronised package counter, which the race detector flags when
-// parallel tests register at once; this one is safe.
+// subRegister registers a user, reporting failures to the (sub)test t.
 func subRegister(t *testing.T, s *apptest.Server, prefix string) apptest.User {
 	t.Helper()
-	name := fmt.Sprintf("%s_%d_%d", prefix, time.Now().UnixNano()%100000, subUserSeq.Add(1))
-	r := s.Post("", `mutation($u: String!) { register(username: $u, password: "password-123") { token user { id username } } }`,
-		map[string]any{"u": name})
-	var out struct {
-		Register struct {
-			Token string
-			User  struct{ ID, Username string }
-		}
-	}
-	r.Decode(t, &out)
-	return apptest.User{ID: out.Register.User.ID, Username: out.Register.User.Username, Token: out.Register.Token}
+	return s.RegisterFor(t, prefix)
 }
-
-var subUserSeq atomic.Int64
 
 // subPost is a goroutine-safe sendMessage/any mutation (it never calls
 // t.Fatal): it returns an error instead.

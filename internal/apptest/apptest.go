@@ -170,6 +170,12 @@ var userSeq atomic.Int64
 // Register creates a user with a unique name based on prefix.
 func (s *Server) Register(prefix string) User {
 	s.t.Helper()
+	return s.RegisterFor(s.t, prefix)
+}
+
+// RegisterFor is Register reporting failures to t (a subtest's, say).
+func (s *Server) RegisterFor(t testing.TB, prefix string) User {
+	t.Helper()
 	name := fmt.Sprintf("%s_%d_%d", prefix, time.Now().UnixNano()%100000, userSeq.Add(1))
 	r := s.Post("", `mutation($u: String!) { register(username: $u, password: "password-123") { token user { id username } } }`,
 		map[string]any{"u": name})
@@ -179,7 +185,7 @@ func (s *Server) Register(prefix string) User {
 			User  struct{ ID, Username string }
 		}
 	}
-	r.Decode(s.t, &out)
+	r.Decode(t, &out)
 	return User{ID: out.Register.User.ID, Username: out.Register.User.Username, Token: out.Register.Token}
 }
 
