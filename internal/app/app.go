@@ -116,7 +116,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}, func() float64 { return float64(hub.Dropped()) }))
 
 	gql := httpapi.NewGraphQL(svc, loaders, log, httpapi.GraphQLOptions{
-		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity,
+		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth,
+		DefaultPage: limits.DefaultPageSize,
 		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval,
 	})
 	a.Handler = httpapi.New(httpapi.Config{

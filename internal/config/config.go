@@ -28,6 +28,7 @@ type Config struct {
 	MaxUploadBytes  int64
 	MaxRequestBytes int64
 	MaxComplexity   int
+	MaxDepth        int
 
 	TypingTTL       time.Duration
 	WSInitTimeout   time.Duration
@@ -55,7 +56,8 @@ var Vars = []Var{
 	{"MAX_PAGE_SIZE", "100", "largest first/last of a page"},
 	{"MAX_UPLOAD_BYTES", "10485760", "largest attachment"},
 	{"MAX_REQUEST_BYTES", "1048576", "largest JSON request body"},
-	{"MAX_COMPLEXITY", "5000", "largest query complexity (each field costs 1)"},
+	{"MAX_COMPLEXITY", "10000", "largest query complexity: each field costs 1, paginated fields multiply their selection by the page size"},
+	{"MAX_DEPTH", "12", "deepest field nesting of an operation (introspection exempt)"},
 	{"TYPING_TTL", "6s", "a typing state ends by itself when not refreshed for this long"},
 	{"WS_INIT_TIMEOUT", "10s", "time a WebSocket client has to send connection_init"},
 	{"WS_PING_INTERVAL", "25s", "keep-alive interval on WebSockets (ping / ka)"},
@@ -98,7 +100,8 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		MaxPageSize:     int(num("MAX_PAGE_SIZE", "100")),
 		MaxUploadBytes:  num("MAX_UPLOAD_BYTES", "10485760"),
 		MaxRequestBytes: num("MAX_REQUEST_BYTES", "1048576"),
-		MaxComplexity:   int(num("MAX_COMPLEXITY", "5000")),
+		MaxComplexity:   int(num("MAX_COMPLEXITY", "10000")),
+		MaxDepth:        int(num("MAX_DEPTH", "12")),
 		TypingTTL:       dur("TYPING_TTL", "6s"),
 		WSInitTimeout:   dur("WS_INIT_TIMEOUT", "10s"),
 		WSPingInterval:  dur("WS_PING_INTERVAL", "25s"),

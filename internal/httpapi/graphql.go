@@ -28,6 +28,9 @@ const CloseForbidden = 4403
 type GraphQLOptions struct {
 	MaxUploadBytes int64
 	MaxComplexity  int
+	MaxDepth       int
+	// DefaultPage prices paginated fields that omit first/last.
+	DefaultPage int
 	WSInitTimeout  time.Duration
 	WSPingInterval time.Duration
 }
@@ -36,7 +39,10 @@ type GraphQLOptions struct {
 // before POST: both accept a JSON POST, and SSE must claim the ones that ask
 // for text/event-stream.
 func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, opt GraphQLOptions) *handler.Server {
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: graph.NewResolver(svc, log)}))
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{
+		Resolvers:  graph.NewResolver(svc, log),
+		Complexity: graph.Complexity(opt.DefaultPage),
+	}))
 	srv.AddTransport(transport.Websocket{
 		InitFunc:              wsInit(svc),
 		InitTimeout:           opt.WSInitTimeout,
@@ -51,6 +57,7 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.Use(depthLimit{max: opt.MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(opt.MaxComplexity))
 	srv.SetErrorPresenter(graph.ErrorPresenter(log))
 	srv.SetRecoverFunc(graph.Recover(log))
