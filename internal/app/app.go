@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 
 	gql := httpapi.NewGraphQL(svc, loaders, log, httpapi.GraphQLOptions{
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth,
-		DefaultPage: limits.DefaultPageSize,
+		DefaultPage:   limits.DefaultPageSize,
 		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval,
 	})
 	a.Handler = httpapi.New(httpapi.Config{

@@ -30,7 +30,7 @@ type GraphQLOptions struct {
 	MaxComplexity  int
 	MaxDepth       int
 	// DefaultPage prices paginated fields that omit first/last.
-	DefaultPage int
+	DefaultPage    int
 	WSInitTimeout  time.Duration
 	WSPingInterval time.Duration
 }
