@@ -52,6 +52,12 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if errors.Is(err, c.kind) {
 				gqlErr.Message = publicMessage(err)
 				setCode(gqlErr, c.code)
+				var e *chat.Error
+				if errors.As(err, &e) {
+					for k, v := range e.Details {
+						gqlErr.Extensions[k] = v
+					}
+				}
 				return gqlErr
 			}
 		}

@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,14 +15,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/database"
 	"github.com/parley-chat/parley/internal/events"
+	"github.com/parley-chat/parley/internal/events/redisbroker"
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/loader"
+	"github.com/parley-chat/parley/internal/ratelimit"
 )
 
 // App is one running replica.
@@ -38,6 +40,7 @@ type App struct {
 	draining atomic.Bool
 	cancel   context.CancelFunc
 	hubDone  <-chan struct{}
+	closers  []func() error
 }
 
 // NewLogger returns the structured logger the configuration asks for.
@@ -47,6 +50,16 @@ func NewLogger(w io.Writer, cfg *config.Config) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func newRedis(cfg *config.Config) (*redis.Client, error) {
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.PoolSize = cfg.RedisPoolSize
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.RedisDialTimeout, cfg.RedisReadTimeout, cfg.RedisWriteTimeout
+	return redis.NewClient(opt), nil
 }
 
 // Option changes how New wires the App.
@@ -66,13 +79,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if cfg.RedisURL != "" && o.broker == nil {
-		return nil, errors.New("REDIS_URL is set, but this build has no Redis broker yet; unset it to run a single replica")
-	}
 	if !cfg.JWTSecretSet {
 		log.Warn("JWT_SECRET is not set: using a random secret; tokens die with this process and other replicas cannot verify them")
 	}
-	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{MaxOpenConns: cfg.DBMaxOpenConns})
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{
+		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns,
+		ConnMaxLifetime: cfg.DBConnMaxLifetime, ConnMaxIdleTime: cfg.DBConnMaxIdleTime,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +93,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		_ = db.Close()
 		return nil, err
 	}
+	a := &App{Config: cfg, DB: db, log: log}
 	files, err := chat.NewFileStore(cfg.AttachmentDir)
 	if err != nil {
 		_ = db.Close()
@@ -87,7 +101,48 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	loaders := loader.NewFactory(db.Client, db.Dialect)
 	newScope := func() any { return loaders.NewShared() }
-	var broker events.Broker = events.NewMemoryBroker()
+	reg := prometheus.NewRegistry()
+	checks := []httpapi.Check{{Name: "database", Fn: db.Ping}}
+	var (
+		hub     *events.Hub
+		broker  events.Broker       = events.NewMemoryBroker()
+		limiter httpapi.RateLimiter = ratelimit.NewMemory()
+	)
+	if cfg.RedisURL != "" {
+		rdb, err := newRedis(cfg)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		a.closers = append(a.closers, rdb.Close)
+		rb := redisbroker.New(redisbroker.Config{
+			Client: rdb, Prefix: cfg.RedisPrefix, Logger: log,
+			// Events published by other replicas while this one was
+			// disconnected are recovered from the database.
+			OnConnect: func() { hub.RequestResync() },
+		})
+		broker, limiter = rb, ratelimit.NewRedis(rdb, cfg.RedisPrefix)
+		checks = append(checks, httpapi.Check{Name: "redis", Fn: rb.Check})
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "parley_redis_reconnects_total", Help: "Times the Redis subscription was re-established.",
+			}, func() float64 { return float64(rb.Stats().Reconnects) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "parley_redis_publish_errors_total", Help: "Events Redis refused to publish.",
+			}, func() float64 { return float64(rb.Stats().PublishErrors) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "parley_redis_publish_skipped_total", Help: "Events not sent to Redis while it was down (other replicas resync from the database).",
+			}, func() float64 { return float64(rb.Stats().PublishSkipped) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "parley_redis_connected", Help: "1 while the Redis subscription is up.",
+			}, func() float64 {
+				if rb.Connected() {
+					return 1
+				}
+				return 0
+			}),
+		)
+	}
 	if o.broker != nil {
 		broker = o.broker
 	}
@@ -99,16 +154,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	tokens := auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)
 
-	a := &App{Config: cfg, DB: db, log: log}
 	svc := chat.New(chat.Config{
 		DB: db.Client, Dialect: db.Dialect, Broker: broker, Tokens: tokens, Files: files,
 		Limits: limits, Logger: log, NewScope: newScope,
 	})
-	hub := events.NewHub(events.HubConfig{Members: svc.ParticipantIDs, NewScope: newScope, Logger: log})
+	hub = events.NewHub(events.HubConfig{
+		Members: svc.ParticipantIDs, LastSeqs: svc.LastSeqs, ResyncInterval: cfg.ResyncInterval,
+		NewScope: newScope, Logger: log,
+	})
 	svc.AttachHub(hub)
 	a.Chat, a.Hub = svc, hub
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "parley_hub_dropped_events_total",
@@ -119,11 +175,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth,
 		DefaultPage:   limits.DefaultPageSize,
 		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval,
+		Limits: httpapi.RateLimits{
+			Limiter: limiter, Mutations: cfg.RateMutations, Connections: cfg.RateConnections, Auth: cfg.RateAuth, Logger: log,
+		},
 	})
 	a.Handler = httpapi.New(httpapi.Config{
 		GraphQL: gql, Chat: svc, Tokens: tokens, Registry: reg, Logger: log,
-		MaxRequestBytes: cfg.MaxRequestBytes, Draining: &a.draining,
-		Checks: []httpapi.Check{{Name: "database", Fn: db.Ping}},
+		MaxRequestBytes: cfg.MaxRequestBytes, Draining: &a.draining, TrustForwarded: cfg.TrustForwarded,
+		Checks: checks,
 	})
 
 	hubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -175,6 +234,9 @@ func (a *App) Close() {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.hubDone
+	}
+	for _, c := range a.closers {
+		_ = c()
 	}
 	_ = a.DB.Close()
 }

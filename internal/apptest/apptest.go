@@ -1,5 +1,6 @@
 // Package apptest starts a real replica (real database, real HTTP server on
-// loopback) for end-to-end tests, and speaks to it the way clients do: JSON
+// loopback) for end-to-end tests — on SQLite, or on PostgreSQL with
+// PARLEY_TEST_DATABASE=postgres — and speaks to it the way clients do: JSON
 // over HTTP, graphql-transport-ws and legacy graphql-ws over WebSocket, SSE.
 package apptest
 
@@ -10,17 +11,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/internal/app"
 	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/testinfra"
 )
 
 // Server is a running replica.
@@ -28,10 +32,20 @@ type Server struct {
 	URL string
 	App *app.App
 	t   testing.TB
+
+	ts         *httptest.Server
+	endStreams context.CancelFunc
+	stopOnce   sync.Once
 }
 
-// Start runs a replica on a fresh SQLite database in a temp dir. env
-// overrides configuration variables (name=value).
+// DatabaseURL is the replica's DATABASE_URL: pass it to StartReplica for
+// another replica on the same database.
+func (s *Server) DatabaseURL() string { return s.App.Config.DatabaseURL }
+
+// Start runs a replica on a fresh database: SQLite in a temp dir, or a
+// database of its own on the test process's PostgreSQL server when
+// PARLEY_TEST_DATABASE=postgres (see TestDatabaseURL). env overrides
+// configuration variables (name=value).
 func Start(t testing.TB, env ...string) *Server {
 	t.Helper()
 	return StartWith(t, nil, env...)
@@ -40,12 +54,71 @@ func Start(t testing.TB, env ...string) *Server {
 // StartWith is Start with options for app.New (such as another broker).
 func StartWith(t testing.TB, opts []app.Option, env ...string) *Server {
 	t.Helper()
-	dir := t.TempDir()
+	if _, ok := lookup(env, "DATABASE_URL"); ok {
+		return start(t, opts, env)
+	}
+	return start(t, opts, append([]string{"DATABASE_URL=" + TestDatabaseURL(t)}, env...))
+}
+
+// StartReplica runs another replica on the database of databaseURL (say,
+// another Server's DatabaseURL()), as a second instance of one deployment:
+// same JWT secret, and the same attachment directory as the replica started
+// on that database (replicas share storage), or a fresh one if there is
+// none. env adds or overrides configuration variables, such as REDIS_URL.
+// The database belongs to the first replica: it lives as long as that
+// replica's test.
+func StartReplica(t testing.TB, databaseURL string, opts []app.Option, env ...string) *Server {
+	t.Helper()
+	vars := []string{"DATABASE_URL=" + databaseURL}
+	if dir, ok := attachmentDirs.Load(databaseURL); ok {
+		vars = append(vars, "ATTACHMENT_DIR="+dir.(string))
+	}
+	return start(t, opts, append(vars, env...))
+}
+
+// TestDatabaseURL returns a fresh, empty database for t, of the kind
+// PARLEY_TEST_DATABASE selects: unset or "sqlite" for a SQLite file in a
+// temp dir, "postgres" for a database of its own on the PostgreSQL server
+// that testinfra starts for the test process (the package's TestMain must
+// use testinfra.Run). The database goes away with t.
+func TestDatabaseURL(t testing.TB) string {
+	t.Helper()
+	switch kind := os.Getenv("PARLEY_TEST_DATABASE"); kind {
+	case "", "sqlite":
+		return filepath.Join(t.TempDir(), "test.db")
+	case "postgres", "postgresql":
+		return testinfra.PostgresURL(t)
+	default:
+		t.Fatalf("PARLEY_TEST_DATABASE=%q: want sqlite or postgres", kind)
+		return ""
+	}
+}
+
+// attachmentDirs maps the database URLs of started replicas to their
+// attachment directories, for StartReplica.
+var attachmentDirs sync.Map
+
+func lookup(env []string, name string) (string, bool) {
+	v, ok := "", false
+	for _, kv := range env {
+		if k, val, _ := strings.Cut(kv, "="); k == name {
+			v, ok = val, true
+		}
+	}
+	return v, ok
+}
+
+func start(t testing.TB, opts []app.Option, env []string) *Server {
+	t.Helper()
 	vars := map[string]string{
-		"DATABASE_URL":   filepath.Join(dir, "test.db"),
-		"ATTACHMENT_DIR": filepath.Join(dir, "attachments"),
+		"ATTACHMENT_DIR": filepath.Join(t.TempDir(), "attachments"),
 		"JWT_SECRET":     "test-secret-test-secret-test-secret-0123",
 		"LOG_LEVEL":      "warn",
+		// Tests register and connect far faster than any user; the limits
+		// have tests of their own that turn them on.
+		"RATE_LIMIT_AUTH":        "off",
+		"RATE_LIMIT_MUTATIONS":   "off",
+		"RATE_LIMIT_CONNECTIONS": "off",
 	}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -60,14 +133,30 @@ func StartWith(t testing.TB, opts []app.Option, env ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, loaded := attachmentDirs.LoadOrStore(cfg.DatabaseURL, cfg.AttachmentDir); !loaded {
+		t.Cleanup(func() { attachmentDirs.Delete(cfg.DatabaseURL) })
+	}
+	// Streams (WebSocket, SSE) end when this context does, as they do in a
+	// replica shutting down.
+	streams, endStreams := context.WithCancel(context.Background())
 	ts := httptest.NewUnstartedServer(a.Handler)
+	ts.Config.BaseContext = func(net.Listener) context.Context { return streams }
 	ts.Start()
-	t.Cleanup(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-		a.Close()
+	srv := &Server{URL: ts.URL, App: a, t: t, ts: ts, endStreams: endStreams}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// Stop stops the replica as a shutdown does: streams end, connections are
+// cut and the listener closed. Calling it again, or the test's cleanup
+// afterwards, is harmless.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.endStreams()
+		s.ts.CloseClientConnections()
+		s.ts.Close()
+		s.App.Close()
 	})
-	return &Server{URL: ts.URL, App: a, t: t}
 }
 
 type testWriter struct{ t testing.TB }

@@ -23,6 +23,9 @@ type Error struct {
 	Kind  error
 	Msg   string
 	Field string
+	// Details are machine-readable facts for the client, such as how long
+	// to wait before retrying.
+	Details map[string]any
 }
 
 func (e *Error) Error() string { return e.Msg }

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley/ent"
+	"github.com/parley-chat/parley/ent/conversation"
 	"github.com/parley-chat/parley/ent/participant"
 	"github.com/parley-chat/parley/ent/user"
 	"github.com/parley-chat/parley/internal/auth"
@@ -88,7 +90,9 @@ func New(cfg Config) *Service {
 // Limits returns the service's limits.
 func (s *Service) Limits() Limits { return s.limits }
 
-func now() time.Time { return time.Now().UTC() }
+// now is the service's clock, at the microsecond precision of PostgreSQL's
+// timestamptz: a time a mutation returns must equal the one later read back.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // publish tells every replica about a committed change. A failed publish
 // loses no message event (subscribers fill gaps from the database), so it is
@@ -245,6 +249,22 @@ func requireMember(ctx context.Context, db *ent.ParticipantClient, viewer, conve
 		return notFound("conversation")
 	}
 	return nil
+}
+
+// LastSeqs returns the current sequence number of each conversation.
+func (s *Service) LastSeqs(ctx context.Context, conversationIDs []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(conversationIDs))
+	for chunk := range slices.Chunk(conversationIDs, 500) {
+		rows, err := s.db.Conversation.Query().Where(conversation.IDIn(chunk...)).
+			Select(conversation.FieldID, conversation.FieldLastSeq).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("last sequences: %w", err)
+		}
+		for _, c := range rows {
+			out[c.ID] = c.LastSeq
+		}
+	}
+	return out, nil
 }
 
 // ParticipantIDs lists the IDs of a conversation's participants.

@@ -84,6 +84,12 @@ func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID stri
 				if d.Seq <= st.last {
 					continue
 				}
+				if d.IsSequenceOnly() {
+					if !st.fill(d.Seq + 1) {
+						return
+					}
+					continue
+				}
 				if d.Seq > st.last+1 && !st.fill(d.Seq) {
 					return
 				}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-chat/parley/internal/ratelimit"
 )
 
 // Config is everything the server reads from its environment.
@@ -35,9 +37,25 @@ type Config struct {
 	WSPingInterval  time.Duration
 	ShutdownTimeout time.Duration
 
-	DBMaxOpenConns int
-	LogLevel       slog.Level
-	LogFormat      string
+	DBMaxOpenConns    int
+	DBMaxIdleConns    int
+	DBConnMaxLifetime time.Duration
+	DBConnMaxIdleTime time.Duration
+
+	RedisPrefix       string
+	RedisPoolSize     int
+	RedisDialTimeout  time.Duration
+	RedisReadTimeout  time.Duration
+	RedisWriteTimeout time.Duration
+	ResyncInterval    time.Duration
+
+	RateMutations   ratelimit.Rate
+	RateConnections ratelimit.Rate
+	RateAuth        ratelimit.Rate
+	TrustForwarded  bool
+
+	LogLevel  slog.Level
+	LogFormat string
 }
 
 // Var documents one environment variable; the README's table is made from
@@ -48,7 +66,7 @@ type Var struct{ Name, Default, Meaning string }
 var Vars = []Var{
 	{"ADDR", ":8080", "listen address"},
 	{"DATABASE_URL", "./data/parley.db (SQLite)", "a SQLite file path (or `sqlite://path`), or `postgres://…` for PostgreSQL"},
-	{"REDIS_URL", "empty: in-process pub/sub", "`redis://…` bridges replicas through Redis"},
+	{"REDIS_URL", "empty: in-process pub/sub", "`redis://…` (or `rediss://…`) bridges replicas through Redis and shares rate limits"},
 	{"JWT_SECRET", "random per process, with a warning", "shared HS256 signing secret (at least 32 bytes); every replica needs the same"},
 	{"ATTACHMENT_DIR", "./data/attachments", "where uploads are kept"},
 	{"TOKEN_TTL", "24h", "how long a token from register/login stays valid"},
@@ -62,7 +80,23 @@ var Vars = []Var{
 	{"WS_INIT_TIMEOUT", "10s", "time a WebSocket client has to send connection_init"},
 	{"WS_PING_INTERVAL", "25s", "keep-alive interval on WebSockets (ping / ka)"},
 	{"SHUTDOWN_TIMEOUT", "15s", "how long SIGTERM waits for in-flight requests"},
-	{"DB_MAX_OPEN_CONNS", "16", "database connection pool size"},
+	{"DB_MAX_OPEN_CONNS", "16", "database connection pool size (per replica)"},
+	{"DB_MAX_IDLE_CONNS", "16", "idle connections kept in the pool"},
+	{"DB_CONN_MAX_LIFETIME", "30m", "a pooled connection is replaced after this long"},
+	{"DB_CONN_MAX_IDLE_TIME", "5m", "an idle pooled connection is closed after this long"},
+	{"REDIS_PREFIX", "parley", "prefix of every Redis key and channel (pub/sub ignores the database number, so deployments sharing a Redis need different prefixes)"},
+	{"REDIS_POOL_SIZE", "20", "Redis connections per replica, besides the one pub/sub connection"},
+	{"REDIS_DIAL_TIMEOUT", "2s", "Redis connect timeout"},
+	{"REDIS_READ_TIMEOUT", "1s", "Redis read timeout"},
+	{"REDIS_WRITE_TIMEOUT", "1s", "Redis write timeout"},
+	{"RESYNC_INTERVAL", "10s", "how often each replica compares its watched conversations with the database, recovering events a broker lost"},
+	{"RATE_LIMIT_MUTATIONS", "30/s", "mutations per signed-in user (N/s, N/m or N/h; off disables); shared through Redis when configured"},
+	{"RATE_LIMIT_MUTATIONS_BURST", "60", "mutations a user may send at once"},
+	{"RATE_LIMIT_CONNECTIONS", "1/s", "new WebSocket connections per user"},
+	{"RATE_LIMIT_CONNECTIONS_BURST", "20", "new WebSocket connections a user may open at once"},
+	{"RATE_LIMIT_AUTH", "20/m", "register and login mutations per client IP"},
+	{"RATE_LIMIT_AUTH_BURST", "20", "register and login mutations an IP may send at once"},
+	{"TRUST_FORWARDED_FOR", "false", "take the client IP from X-Forwarded-For (only behind a proxy that sets it)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "json", "json or text"},
 }
@@ -91,23 +125,48 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return n
 	}
 	c := &Config{
-		Addr:            get("ADDR", ":8080"),
-		DatabaseURL:     get("DATABASE_URL", "./data/parley.db"),
-		RedisURL:        get("REDIS_URL", ""),
-		AttachmentDir:   get("ATTACHMENT_DIR", "./data/attachments"),
-		TokenTTL:        dur("TOKEN_TTL", "24h"),
-		MaxBodyChars:    int(num("MAX_MESSAGE_CHARS", "4000")),
-		MaxPageSize:     int(num("MAX_PAGE_SIZE", "100")),
-		MaxUploadBytes:  num("MAX_UPLOAD_BYTES", "10485760"),
-		MaxRequestBytes: num("MAX_REQUEST_BYTES", "1048576"),
-		MaxComplexity:   int(num("MAX_COMPLEXITY", "10000")),
-		MaxDepth:        int(num("MAX_DEPTH", "12")),
-		TypingTTL:       dur("TYPING_TTL", "6s"),
-		WSInitTimeout:   dur("WS_INIT_TIMEOUT", "10s"),
-		WSPingInterval:  dur("WS_PING_INTERVAL", "25s"),
-		ShutdownTimeout: dur("SHUTDOWN_TIMEOUT", "15s"),
-		DBMaxOpenConns:  int(num("DB_MAX_OPEN_CONNS", "16")),
-		LogFormat:       get("LOG_FORMAT", "json"),
+		Addr:              get("ADDR", ":8080"),
+		DatabaseURL:       get("DATABASE_URL", "./data/parley.db"),
+		RedisURL:          get("REDIS_URL", ""),
+		AttachmentDir:     get("ATTACHMENT_DIR", "./data/attachments"),
+		TokenTTL:          dur("TOKEN_TTL", "24h"),
+		MaxBodyChars:      int(num("MAX_MESSAGE_CHARS", "4000")),
+		MaxPageSize:       int(num("MAX_PAGE_SIZE", "100")),
+		MaxUploadBytes:    num("MAX_UPLOAD_BYTES", "10485760"),
+		MaxRequestBytes:   num("MAX_REQUEST_BYTES", "1048576"),
+		MaxComplexity:     int(num("MAX_COMPLEXITY", "10000")),
+		MaxDepth:          int(num("MAX_DEPTH", "12")),
+		TypingTTL:         dur("TYPING_TTL", "6s"),
+		WSInitTimeout:     dur("WS_INIT_TIMEOUT", "10s"),
+		WSPingInterval:    dur("WS_PING_INTERVAL", "25s"),
+		ShutdownTimeout:   dur("SHUTDOWN_TIMEOUT", "15s"),
+		DBMaxOpenConns:    int(num("DB_MAX_OPEN_CONNS", "16")),
+		DBMaxIdleConns:    int(num("DB_MAX_IDLE_CONNS", "16")),
+		DBConnMaxLifetime: dur("DB_CONN_MAX_LIFETIME", "30m"),
+		DBConnMaxIdleTime: dur("DB_CONN_MAX_IDLE_TIME", "5m"),
+		RedisPrefix:       get("REDIS_PREFIX", "parley"),
+		RedisPoolSize:     int(num("REDIS_POOL_SIZE", "20")),
+		RedisDialTimeout:  dur("REDIS_DIAL_TIMEOUT", "2s"),
+		RedisReadTimeout:  dur("REDIS_READ_TIMEOUT", "1s"),
+		RedisWriteTimeout: dur("REDIS_WRITE_TIMEOUT", "1s"),
+		ResyncInterval:    dur("RESYNC_INTERVAL", "10s"),
+		LogFormat:         get("LOG_FORMAT", "json"),
+	}
+	rate := func(name, def, burstName, burstDef string) ratelimit.Rate {
+		r, err := ratelimit.ParseRate(get(name, def), int(num(burstName, burstDef)))
+		if err != nil {
+			errs = append(errs, name+": "+err.Error())
+		}
+		return r
+	}
+	c.RateMutations = rate("RATE_LIMIT_MUTATIONS", "30/s", "RATE_LIMIT_MUTATIONS_BURST", "60")
+	c.RateConnections = rate("RATE_LIMIT_CONNECTIONS", "1/s", "RATE_LIMIT_CONNECTIONS_BURST", "20")
+	c.RateAuth = rate("RATE_LIMIT_AUTH", "20/m", "RATE_LIMIT_AUTH_BURST", "20")
+	switch v := get("TRUST_FORWARDED_FOR", "false"); v {
+	case "true", "false":
+		c.TrustForwarded = v == "true"
+	default:
+		errs = append(errs, "TRUST_FORWARDED_FOR: want true or false")
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, "LOG_LEVEL: want debug, info, warn or error")

@@ -29,7 +29,10 @@ type DB struct {
 
 // Options tune the connection pool.
 type Options struct {
-	MaxOpenConns int
+	MaxOpenConns    int
+	MaxIdleConns    int
+	ConnMaxLifetime time.Duration
+	ConnMaxIdleTime time.Duration
 }
 
 // Open connects to url: "postgres://…" or "postgresql://…" selects
@@ -59,8 +62,9 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	db.SetMaxOpenConns(opt.MaxOpenConns)
-	db.SetMaxIdleConns(opt.MaxOpenConns)
-	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetMaxIdleConns(min(max(opt.MaxIdleConns, 1), opt.MaxOpenConns))
+	db.SetConnMaxLifetime(opt.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(opt.ConnMaxIdleTime)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
@@ -100,16 +104,6 @@ func sqliteDSN(url string) (string, error) {
 // writes package-level table definitions, which races when two databases are
 // migrated at once (as parallel tests do).
 var migrateMu sync.Mutex
-
-// Migrate brings the schema up to date.
-func (d *DB) Migrate(ctx context.Context) error {
-	migrateMu.Lock()
-	defer migrateMu.Unlock()
-	if err := d.Client.Schema.Create(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
-}
 
 // Ping checks that the database answers.
 func (d *DB) Ping(ctx context.Context) error { return d.SQL.PingContext(ctx) }

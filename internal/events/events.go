@@ -44,6 +44,11 @@ type Event struct {
 	PublishedAt time.Time `json:"p"`
 }
 
+// IsSequenceOnly reports whether e only says "the conversation has reached
+// Seq" (a resync) rather than describing one change: a message stream that
+// is behind reads everything up to Seq from the database.
+func (e Event) IsSequenceOnly() bool { return e.Kind == KindMessage && e.MessageID == "" }
+
 // Broker carries events between replicas, this one included. Delivery is at
 // most once and, per publisher, in order; consumers recover completeness from
 // the database.

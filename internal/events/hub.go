@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Delivery is one event as handed to local subscriptions. All subscriptions
@@ -37,8 +38,15 @@ type HubConfig struct {
 	// whose queue is full is cut off as lagging (it resumes with `after`).
 	Buffer int
 	// Queue is the capacity of the hub's inbound queue from the broker.
-	Queue  int
-	Logger *slog.Logger
+	Queue int
+	// LastSeqs returns the current sequence number of each conversation.
+	// With it the hub resyncs: it compares them with the last sequence it
+	// saw and rings the bell for conversations that moved on without it
+	// (a lost broker message, a Redis outage, a full inbound queue).
+	LastSeqs func(ctx context.Context, conversationIDs []string) (map[string]int64, error)
+	// ResyncInterval is how often the hub resyncs by itself; 0 only on request.
+	ResyncInterval time.Duration
+	Logger         *slog.Logger
 }
 
 // Hub fans events out to this replica's subscriptions. It never blocks on a
@@ -47,6 +55,10 @@ type Hub struct {
 	cfg     HubConfig
 	inbound chan Event
 	dropped atomic.Int64
+	resync  chan struct{}
+	// seen is the highest message sequence dispatched per conversation;
+	// only the dispatch goroutine touches it.
+	seen map[string]int64
 
 	mu    sync.RWMutex
 	convs map[string]map[*Subscription]struct{}
@@ -67,6 +79,8 @@ func NewHub(cfg HubConfig) *Hub {
 	return &Hub{
 		cfg:     cfg,
 		inbound: make(chan Event, cfg.Queue),
+		resync:  make(chan struct{}, 1),
+		seen:    map[string]int64{},
 		convs:   map[string]map[*Subscription]struct{}{},
 		users:   map[string]map[*Subscription]struct{}{},
 	}
@@ -82,16 +96,68 @@ func (h *Hub) Start(ctx context.Context, b Broker) (<-chan struct{}, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var tick <-chan time.Time
+		if h.cfg.ResyncInterval > 0 {
+			t := time.NewTicker(h.cfg.ResyncInterval)
+			defer t.Stop()
+			tick = t.C
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case e := <-h.inbound:
 				h.dispatch(ctx, e)
+			case <-h.resync:
+				h.resyncNow(ctx)
+			case <-tick:
+				h.resyncNow(ctx)
 			}
 		}
 	}()
 	return done, nil
+}
+
+// RequestResync asks the hub to compare its conversations with the
+// database soon (the Redis broker calls it after every reconnect).
+func (h *Hub) RequestResync() {
+	select {
+	case h.resync <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// resyncNow rings the bell, with a sequence-only event, for every locally
+// watched conversation whose stored sequence is ahead of what the hub saw.
+// Message subscribers then fill the gap from the database.
+func (h *Hub) resyncNow(ctx context.Context) {
+	if h.cfg.LastSeqs == nil {
+		return
+	}
+	h.mu.RLock()
+	ids := make([]string, 0, len(h.convs))
+	for id := range h.convs {
+		ids = append(ids, id)
+	}
+	for id := range h.seen {
+		if _, watched := h.convs[id]; !watched {
+			delete(h.seen, id)
+		}
+	}
+	h.mu.RUnlock()
+	if len(ids) == 0 {
+		return
+	}
+	seqs, err := h.cfg.LastSeqs(ctx, ids)
+	if err != nil {
+		h.cfg.Logger.Warn("resync", "err", err)
+		return
+	}
+	for id, seq := range seqs {
+		if seq > h.seen[id] {
+			h.dispatch(ctx, Event{Kind: KindMessage, ConversationID: id, Seq: seq})
+		}
+	}
 }
 
 // Dropped reports how many events the hub discarded because its inbound
@@ -108,6 +174,9 @@ func (h *Hub) enqueue(e Event) {
 }
 
 func (h *Hub) dispatch(ctx context.Context, e Event) {
+	if e.Kind == KindMessage && e.Seq > h.seen[e.ConversationID] {
+		h.seen[e.ConversationID] = e.Seq
+	}
 	d := &Delivery{Event: e}
 	if h.cfg.NewScope != nil {
 		d.scope = sync.OnceValue(h.cfg.NewScope)
@@ -118,7 +187,8 @@ func (h *Hub) dispatch(ctx context.Context, e Event) {
 			s.offer(d)
 		}
 	}
-	wantInbox := len(h.users) > 0 && e.Kind != KindTyping
+	// Sequence-only events (resync) concern message streams alone.
+	wantInbox := len(h.users) > 0 && e.Kind != KindTyping && !e.IsSequenceOnly()
 	h.mu.RUnlock()
 	if !wantInbox {
 		return

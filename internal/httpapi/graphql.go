@@ -33,6 +33,7 @@ type GraphQLOptions struct {
 	DefaultPage    int
 	WSInitTimeout  time.Duration
 	WSPingInterval time.Duration
+	Limits         RateLimits
 }
 
 // NewGraphQL builds the gqlgen server with explicit transports. SSE comes
@@ -44,7 +45,7 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 		Complexity: graph.Complexity(opt.DefaultPage),
 	}))
 	srv.AddTransport(transport.Websocket{
-		InitFunc:              wsInit(svc),
+		InitFunc:              wsInit(svc, opt.Limits),
 		InitTimeout:           opt.WSInitTimeout,
 		KeepAlivePingInterval: opt.WSPingInterval, // legacy graphql-ws "ka"
 		PingPongInterval:      opt.WSPingInterval, // graphql-transport-ws ping/pong
@@ -75,13 +76,14 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 		}
 		return next(ctx)
 	})
+	srv.AroundRootFields(opt.Limits.limitMutations)
 	return srv
 }
 
 // wsInit authenticates a WebSocket from its connection_init payload. A
 // subscription never starts unauthenticated: a missing or bad token closes
 // the socket with 4403.
-func wsInit(svc *chat.Service) transport.WebsocketInitFunc {
+func wsInit(svc *chat.Service, limits RateLimits) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		token := p.Authorization()
 		for _, k := range []string{"authToken", "token"} {
@@ -93,6 +95,12 @@ func wsInit(svc *chat.Service) transport.WebsocketInitFunc {
 		if err != nil {
 			ctx = transport.WithWebsocketCloseCode(ctx, CloseForbidden)
 			ctx = transport.AppendCloseReason(ctx, "Forbidden")
+			return ctx, nil, err
+		}
+		if d, ok := limits.allow(ctx, "ws:"+userID, limits.Connections); !ok {
+			err := rateLimited("new connections", d)
+			ctx = transport.WithWebsocketCloseCode(ctx, CloseRateLimited)
+			ctx = transport.AppendCloseReason(ctx, "Too many connections: retry after "+retryHint(d.RetryAfter))
 			return ctx, nil, err
 		}
 		return auth.WithViewer(ctx, userID), nil, nil

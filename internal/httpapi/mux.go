@@ -39,6 +39,8 @@ type Config struct {
 	Registry        *prometheus.Registry
 	Logger          *slog.Logger
 	MaxRequestBytes int64
+	// TrustForwarded takes client IPs from X-Forwarded-For.
+	TrustForwarded bool
 	// Draining is set when shutdown has begun: /readyz fails from then on.
 	Draining *atomic.Bool
 }
@@ -54,7 +56,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("GET /readyz", readyz(cfg.Checks, cfg.Draining))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	mux.Handle("/", web.GraphiQL())
-	return logRequests(cfg.Logger, authenticate(cfg.Tokens, mux))
+	return logRequests(cfg.Logger, withClientIP(cfg.TrustForwarded, authenticate(cfg.Tokens, mux)))
 }
 
 // authenticate puts the viewer of a valid Bearer token in the context. A
