@@ -49,8 +49,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		defer a.Close()
-		log.Info("schema is up to date")
+		a.Close()
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)

@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Migrate(ctx); err != nil {
+	if _, err := db.ApplyMigrations(ctx, log); err != nil {
 		_ = db.Close()
 		return nil, err
 	}

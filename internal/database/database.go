@@ -100,9 +100,9 @@ func sqliteDSN(url string) (string, error) {
 	return "file:" + path + "?" + strings.Join(params, "&"), nil
 }
 
-// migrateMu serialises migrations within a process: ent's migration code
-// writes package-level table definitions, which races when two databases are
-// migrated at once (as parallel tests do).
+// migrateMu serialises ent's schema diffing within a process: it writes
+// package-level table definitions, which races when two diffs run at once
+// (as parallel tests do).
 var migrateMu sync.Mutex
 
 // Ping checks that the database answers.

@@ -49,7 +49,9 @@ type Broker struct {
 	channel string
 	origin  string
 
-	local *events.MemoryBroker
+	local   *events.MemoryBroker
+	started sync.Once
+	running atomic.Bool
 
 	mu        sync.Mutex
 	up        bool
@@ -98,7 +100,7 @@ type envelope struct {
 // for Redis: the others recover the event from the database on reconnect.
 func (b *Broker) Publish(ctx context.Context, e events.Event) error {
 	_ = b.local.Publish(ctx, e)
-	if !b.Connected() {
+	if b.running.Load() && !b.Connected() {
 		b.publishSkipped.Add(1)
 		return nil
 	}
@@ -113,13 +115,16 @@ func (b *Broker) Publish(ctx context.Context, e events.Event) error {
 	return nil
 }
 
-// Subscribe registers deliver and starts the Redis subscription loop, which
-// runs until ctx ends.
+// Subscribe registers deliver. The first call starts the replica's one Redis
+// subscription, which lives until that call's ctx ends.
 func (b *Broker) Subscribe(ctx context.Context, deliver func(events.Event)) error {
 	if err := b.local.Subscribe(ctx, deliver); err != nil {
 		return err
 	}
-	go b.run(ctx)
+	b.started.Do(func() {
+		b.running.Store(true)
+		go b.run(ctx)
+	})
 	return nil
 }
 
