@@ -72,7 +72,7 @@ func numbered(prefix string, from, to int) []string {
 // the other, in order, each once.
 func TestReplicasFormOneService(t *testing.T) {
 	t.Parallel()
-	a, b, _ := replicaPair(t)
+	a, b, rds := replicaPair(t)
 	alice, bob := a.RegisterFor(t, "alice"), a.RegisterFor(t, "bob")
 	conv := b.CreateConversation(alice, nil, bob)
 	b.Send(alice, conv, "m0")
@@ -152,6 +152,27 @@ func TestReplicasFormOneService(t *testing.T) {
 		if d.Inbox.Type != "MESSAGE_CREATED" {
 			t.Fatalf("inbox: %+v", d.Inbox)
 		}
+	}
+
+	// However many clients subscribe, each replica holds one Redis
+	// subscription, and it carries every conversation.
+	for range 5 {
+		c := a.ConnectAs(bob)
+		c.Subscribe("x", subInboxQ, nil)
+		c = b.ConnectAs(alice)
+		c.Subscribe("x", subInboxQ, nil)
+	}
+	rdb := redis.NewClient(mustParseRedis(t, rds.URL()))
+	defer rdb.Close()
+	numsub, err := rdb.PubSubNumSub(t.Context(), "parley:events").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if numsub["parley:events"] != 2 {
+		t.Fatalf("%d Redis subscriptions on parley:events, want one per replica (2)", numsub["parley:events"])
+	}
+	if chans, _ := rdb.PubSubChannels(t.Context(), "*").Result(); len(chans) != 1 {
+		t.Fatalf("Redis channels %v, want only parley:events", chans)
 	}
 
 	subMutate(t, b, alice, `mutation($c: ID!) { setTyping(conversationId: $c, typing: true) }`, map[string]any{"c": conv})
