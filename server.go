@@ -3,11 +3,13 @@
 //
 //	go run .            serve (SQLite under ./data by default)
 //	go run . migrate    bring the database schema up to date and exit
+//	go run . seed       fill an empty database with realistic data (see -h)
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,9 +17,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/parley-chat/parley/internal/app"
 	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/database"
+	"github.com/parley-chat/parley/internal/seed"
 )
 
 func main() {
@@ -51,8 +56,10 @@ func run(args []string) error {
 		}
 		a.Close()
 		return nil
+	case "seed":
+		return runSeed(ctx, cfg, log, args[1:])
 	default:
-		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate or seed)", cmd)
 	}
 }
 
@@ -86,4 +93,35 @@ func displayAddr(addr net.Addr) string {
 		}
 	}
 	return addr.String()
+}
+
+func runSeed(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) error {
+	o := seed.Defaults()
+	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+	fs.IntVar(&o.Users, "users", o.Users, "users to create (user1…userN)")
+	fs.IntVar(&o.Conversations, "conversations", o.Conversations, "conversations to create")
+	fs.IntVar(&o.Messages, "messages", o.Messages, "messages to create")
+	fs.Float64Var(&o.GroupShare, "groups", o.GroupShare, "share of GROUP conversations")
+	fs.StringVar(&o.Password, "password", o.Password, "every user's password")
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{MaxOpenConns: cfg.DBMaxOpenConns})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ApplyMigrations(ctx, log); err != nil {
+		return err
+	}
+	o.Logger = log
+	res, err := seed.Run(ctx, db, o)
+	if err != nil {
+		return err
+	}
+	log.Info("seeded", "users", res.Users, "conversations", res.Conversations, "participants", res.Participants,
+		"messages", res.Messages, "attachments", res.Attachments, "took", res.Took.Round(time.Millisecond).String(),
+		"messages_per_second", int(float64(res.Messages)/res.Took.Seconds()))
+	return nil
 }
