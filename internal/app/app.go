@@ -165,6 +165,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	svc.AttachHub(hub)
 	a.Chat, a.Hub = svc, hub
 
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "parley_sql_statements_total",
+		Help: "SQL statements sent to the database, as its server logs them (queries, execs, BEGIN, COMMIT, ROLLBACK).",
+	}, func() float64 { return float64(db.Statements.Load()) }))
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "parley_hub_dropped_events_total",

@@ -25,6 +25,8 @@ type DB struct {
 	Client  *ent.Client
 	SQL     *sql.DB
 	Dialect string // ent's dialect name
+	// Statements counts every SQL statement sent through this pool.
+	Statements *Counter
 }
 
 // Options tune the connection pool.
@@ -47,20 +49,29 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		dia string
 		err error
 	)
+	driverName, dsn := "pgx", url
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		dia = dialect.Postgres
-		db, err = sql.Open("pgx", url)
 	default:
-		dia = dialect.SQLite
-		var dsn string
-		if dsn, err = sqliteDSN(url); err == nil {
-			db, err = sql.Open("sqlite", dsn)
+		dia, driverName = dialect.SQLite, "sqlite"
+		if dsn, err = sqliteDSN(url); err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
 		}
 	}
+	// sql.Open only looks the driver up; the pool is built on a counting
+	// connector around it.
+	probe, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	conn, err := connector(probe.Driver(), dsn)
+	_ = probe.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	counter := &Counter{}
+	db = sql.OpenDB(countingConnector{Connector: conn, c: counter})
 	db.SetMaxOpenConns(opt.MaxOpenConns)
 	db.SetMaxIdleConns(min(max(opt.MaxIdleConns, 1), opt.MaxOpenConns))
 	db.SetConnMaxLifetime(opt.ConnMaxLifetime)
@@ -72,7 +83,7 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(dia, db)))
-	return &DB{Client: client, SQL: db, Dialect: dia}, nil
+	return &DB{Client: client, SQL: db, Dialect: dia, Statements: counter}, nil
 }
 
 // sqliteDSN turns a path into a DSN with the pragmas the service relies on:

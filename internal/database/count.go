@@ -1,0 +1,199 @@
+package database
+
+import (
+	"context"
+	"database/sql/driver"
+	"sync/atomic"
+)
+
+// Counter counts the SQL statements this process sends, as the database
+// server itself would log them (PostgreSQL's log_statement = all): every
+// query and exec, and BEGIN, COMMIT and ROLLBACK. Pings are not counted.
+type Counter struct{ n atomic.Int64 }
+
+// Load returns the number of statements sent so far.
+func (c *Counter) Load() int64 { return c.n.Load() }
+
+func (c *Counter) add() { c.n.Add(1) }
+
+// countingConnector wraps a driver's connector so that every statement on
+// every pooled connection is counted, whichever code path sent it (ent,
+// raw SQL, migrations).
+type countingConnector struct {
+	driver.Connector
+	c *Counter
+}
+
+func (cc countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := cc.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, c: cc.c}, nil
+}
+
+// dsnConnector is the connector of a driver that has none of its own.
+type dsnConnector struct {
+	dsn string
+	drv driver.Driver
+}
+
+func (d dsnConnector) Connect(context.Context) (driver.Conn, error) { return d.drv.Open(d.dsn) }
+func (d dsnConnector) Driver() driver.Driver                        { return d.drv }
+
+func connector(drv driver.Driver, dsn string) (driver.Connector, error) {
+	if dc, ok := drv.(driver.DriverContext); ok {
+		return dc.OpenConnector(dsn)
+	}
+	return dsnConnector{dsn: dsn, drv: drv}, nil
+}
+
+// countingConn forwards every optional interface database/sql looks for, so
+// wrapping changes nothing but the count.
+type countingConn struct {
+	driver.Conn
+	c *Counter
+}
+
+var (
+	_ driver.ConnBeginTx        = (*countingConn)(nil)
+	_ driver.ExecerContext      = (*countingConn)(nil)
+	_ driver.QueryerContext     = (*countingConn)(nil)
+	_ driver.ConnPrepareContext = (*countingConn)(nil)
+	_ driver.Pinger             = (*countingConn)(nil)
+	_ driver.NamedValueChecker  = (*countingConn)(nil)
+	_ driver.SessionResetter    = (*countingConn)(nil)
+	_ driver.Validator          = (*countingConn)(nil)
+)
+
+func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	var (
+		tx  driver.Tx
+		err error
+	)
+	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else {
+		//lint:ignore SA1019 the fallback database/sql itself uses
+		tx, err = c.Conn.Begin()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.c.add()
+	return countingTx{Tx: tx, c: c.c}, nil
+}
+
+func (c *countingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	e, ok := c.Conn.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	res, err := e.ExecContext(ctx, query, args)
+	if err != driver.ErrSkip {
+		c.c.add()
+	}
+	return res, err
+}
+
+func (c *countingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	q, ok := c.Conn.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	rows, err := q.QueryContext(ctx, query, args)
+	if err != driver.ErrSkip {
+		c.c.add()
+	}
+	return rows, err
+}
+
+func (c *countingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	var (
+		st  driver.Stmt
+		err error
+	)
+	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
+		st, err = p.PrepareContext(ctx, query)
+	} else {
+		st, err = c.Conn.Prepare(query)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &countingStmt{Stmt: st, c: c.c}, nil
+}
+
+func (c *countingConn) Ping(ctx context.Context) error {
+	if p, ok := c.Conn.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (c *countingConn) CheckNamedValue(v *driver.NamedValue) error {
+	if n, ok := c.Conn.(driver.NamedValueChecker); ok {
+		return n.CheckNamedValue(v)
+	}
+	return driver.ErrSkip
+}
+
+func (c *countingConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (c *countingConn) IsValid() bool {
+	if v, ok := c.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+type countingTx struct {
+	driver.Tx
+	c *Counter
+}
+
+func (t countingTx) Commit() error   { t.c.add(); return t.Tx.Commit() }
+func (t countingTx) Rollback() error { t.c.add(); return t.Tx.Rollback() }
+
+type countingStmt struct {
+	driver.Stmt
+	c *Counter
+}
+
+func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	s.c.add()
+	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
+		return e.ExecContext(ctx, args)
+	}
+	vals := make([]driver.Value, len(args))
+	for i, a := range args {
+		vals[i] = a.Value
+	}
+	//lint:ignore SA1019 the fallback for drivers without context support
+	return s.Stmt.Exec(vals)
+}
+
+func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	s.c.add()
+	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
+		return q.QueryContext(ctx, args)
+	}
+	vals := make([]driver.Value, len(args))
+	for i, a := range args {
+		vals[i] = a.Value
+	}
+	//lint:ignore SA1019 the fallback for drivers without context support
+	return s.Stmt.Query(vals)
+}
+
+func (s *countingStmt) CheckNamedValue(v *driver.NamedValue) error {
+	if n, ok := s.Stmt.(driver.NamedValueChecker); ok {
+		return n.CheckNamedValue(v)
+	}
+	return driver.ErrSkip
+}
