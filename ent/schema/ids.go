@@ -23,5 +23,6 @@ func newID(prefix string) func() string {
 }
 
 // nowUTC keeps every stored time in UTC, so that times stored as text (SQLite)
-// order the same way as the instants they stand for.
-func nowUTC() time.Time { return time.Now().UTC() }
+// order the same way as the instants they stand for, and at PostgreSQL's
+// microsecond precision, so a time returned equals the time read back.
+func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -66,7 +66,7 @@ func (s *Service) UploadAttachment(ctx context.Context, viewer, conversationID s
 	br := bufio.NewReader(io.LimitReader(up.Content, s.limits.MaxUploadBytes+1))
 	head, _ := br.Peek(512)
 	contentType := up.ContentType
-	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt == "application/octet-stream" || contentType == "" {
+	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt == "application/octet-stream" || contentType == "" || !storable(contentType) {
 		contentType = http.DetectContentType(head)
 	}
 	n, err := io.Copy(tmp, br)
@@ -93,6 +93,7 @@ func (s *Service) UploadAttachment(ctx context.Context, viewer, conversationID s
 }
 
 func cleanFilename(name string) string {
+	name = strings.ToValidUTF8(name, "\uFFFD")
 	name = filepath.Base(strings.ReplaceAll(name, "\\", "/"))
 	name = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
@@ -113,6 +114,9 @@ func cleanFilename(name string) string {
 // Attachment returns an attachment of one of the viewer's conversations, or
 // NOT_FOUND. Attachments of deleted messages are gone.
 func (s *Service) Attachment(ctx context.Context, viewer, id string) (*ent.Attachment, error) {
+	if !storable(id) {
+		return nil, notFound("attachment")
+	}
 	a, err := s.db.Attachment.Query().
 		Where(attachment.ID(id), attachment.HasConversationWith(conversation.HasParticipantsWith(participant.UserID(viewer)))).
 		WithMessage().Only(ctx)

@@ -26,6 +26,9 @@ const (
 
 // Conversation returns a conversation of the viewer, or NOT_FOUND.
 func (s *Service) Conversation(ctx context.Context, viewer, id string) (*ent.Conversation, error) {
+	if !storable(id) {
+		return nil, notFound("conversation")
+	}
 	c, err := s.db.Conversation.Query().
 		Where(conversation.ID(id), conversation.HasParticipantsWith(participant.UserID(viewer))).
 		Only(ctx)
@@ -49,7 +52,7 @@ func (s *Service) CreateConversation(ctx context.Context, viewer string, partici
 	others := slices.DeleteFunc(ids, func(id string) bool { return id == viewer })
 	if title != nil {
 		t := strings.TrimSpace(*title)
-		if n := utf8.RuneCountInString(t); n > 200 || strings.ContainsRune(t, 0) {
+		if n := utf8.RuneCountInString(t); n > 200 || !storable(t) {
 			return nil, invalidf("title", "title must be at most 200 characters")
 		}
 		title = &t
@@ -139,6 +142,11 @@ func (s *Service) requireUsers(ctx context.Context, field string, ids []string) 
 	if len(ids) == 0 {
 		return nil
 	}
+	for _, id := range ids {
+		if !storable(id) {
+			return invalidf(field, "%s names an unknown user: %q", field, id)
+		}
+	}
 	found := make([]string, 0, len(ids))
 	for chunk := range slices.Chunk(ids, 500) {
 		got, err := s.db.User.Query().Where(user.IDIn(chunk...)).IDs(ctx)
@@ -175,7 +183,7 @@ func (s *Service) AddParticipants(ctx context.Context, viewer, conversationID st
 		return nil, err
 	}
 	var added []string
-	err = s.withTx(ctx, func(tx *ent.Tx) error {
+	add := func(tx *ent.Tx) error {
 		present, err := tx.Participant.Query().
 			Where(participant.ConversationID(c.ID), participant.UserIDIn(ids...)).
 			Select(participant.FieldUserID).Strings(ctx)
@@ -184,7 +192,16 @@ func (s *Service) AddParticipants(ctx context.Context, viewer, conversationID st
 		}
 		added = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(present, id) })
 		return addMembers(ctx, tx, c.ID, added, now())
-	})
+	}
+	// A concurrent request may add one of the same users between the check
+	// and the insert (SQLite's single writer rules that out, PostgreSQL's
+	// row locks do not): its insert wins, and ours looks again.
+	for attempt := 1; ; attempt++ {
+		err = s.withTx(ctx, add)
+		if !ent.IsConstraintError(err) || attempt == 3 {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -321,6 +338,9 @@ func (s *Service) MarkConversationRead(ctx context.Context, viewer, conversation
 	}
 	if target == nil {
 		return c, nil
+	}
+	if !storable(*target) {
+		return nil, invalidf("upToMessageId", "upToMessageId is not a message of this conversation")
 	}
 	m, err := s.db.Message.Query().Where(message.ID(*target), message.ConversationID(c.ID)).Only(ctx)
 	if ent.IsNotFound(err) {

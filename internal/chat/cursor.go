@@ -16,7 +16,7 @@ func encodeCursor(parts ...string) string {
 
 func decodeCursor(field, cursor, tag string, n int) ([]string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil {
+	if err != nil || !storable(string(raw)) {
 		return nil, invalidf(field, "%s is not a valid cursor", field)
 	}
 	parts := strings.Split(string(raw), ":")

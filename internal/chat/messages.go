@@ -8,6 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
+
 	"github.com/parley-chat/parley/ent"
 	"github.com/parley-chat/parley/ent/attachment"
 	"github.com/parley-chat/parley/ent/conversation"
@@ -26,6 +29,9 @@ const (
 
 // Message returns a message of one of the viewer's conversations, or NOT_FOUND.
 func (s *Service) Message(ctx context.Context, viewer, id string) (*ent.Message, error) {
+	if !storable(id) {
+		return nil, notFound("message")
+	}
 	m, err := s.db.Message.Query().
 		Where(message.ID(id), message.HasConversationWith(conversation.HasParticipantsWith(participant.UserID(viewer)))).
 		Only(ctx)
@@ -43,8 +49,8 @@ func (s *Service) checkBody(field, body string) (string, error) {
 	if n := utf8.RuneCountInString(body); n < 1 || n > s.limits.MaxBodyChars {
 		return "", invalidf(field, "body must be 1 to %d characters after trimming", s.limits.MaxBodyChars)
 	}
-	if strings.ContainsRune(body, 0) {
-		return "", invalidf(field, "body must not contain NUL characters")
+	if !storable(body) {
+		return "", invalidf(field, "body must be UTF-8 without NUL characters")
 	}
 	return body, nil
 }
@@ -80,12 +86,16 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 	if err != nil {
 		return nil, err
 	}
-	if in.ClientMessageID != nil && (*in.ClientMessageID == "" || len(*in.ClientMessageID) > 128) {
-		return nil, invalidf("clientMessageId", "clientMessageId must be 1 to 128 bytes")
+	if in.ClientMessageID != nil && (*in.ClientMessageID == "" || len(*in.ClientMessageID) > 128 || !storable(*in.ClientMessageID)) {
+		return nil, invalidf("clientMessageId", "clientMessageId must be 1 to 128 bytes, without NUL characters")
 	}
 	attIDs, err := s.checkIDs("attachmentIds", in.AttachmentIDs)
 	if err != nil {
 		return nil, err
+	}
+	errAttachments := invalidf("attachmentIds", "attachmentIds must name your own unsent uploads to this conversation")
+	if !allStorable(attIDs) {
+		return nil, errAttachments
 	}
 	var (
 		m         *ent.Message
@@ -113,7 +123,7 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 				return fmt.Errorf("check attachments: %w", err)
 			}
 			if n != len(attIDs) {
-				return invalidf("attachmentIds", "attachmentIds must name your own unsent uploads to this conversation")
+				return errAttachments
 			}
 		}
 		m = &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
@@ -130,8 +140,16 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 			return err
 		}
 		if len(attIDs) > 0 {
-			if err := tx.Attachment.Update().Where(attachment.IDIn(attIDs...)).SetMessageID(m.ID).Exec(ctx); err != nil {
+			// Still unsent: a concurrent send may have claimed an upload
+			// since the check above (PostgreSQL re-checks the condition
+			// once that send commits); then this send fails instead.
+			n, err := tx.Attachment.Update().Where(attachment.IDIn(attIDs...), attachment.MessageIDIsNil()).
+				SetMessageID(m.ID).Save(ctx)
+			if err != nil {
 				return fmt.Errorf("attach: %w", err)
+			}
+			if n != len(attIDs) {
+				return errAttachments
 			}
 		}
 		return nil
@@ -202,8 +220,16 @@ func (s *Service) changeMessage(ctx context.Context, viewer, id, typ string,
 	}
 	var seq int64
 	err = s.withTx(ctx, func(tx *ent.Tx) error {
-		// Re-read inside the transaction: a concurrent delete must win cleanly.
-		cur, err := tx.Message.Get(ctx, id)
+		// Re-read inside the transaction: a concurrent delete must win
+		// cleanly. SQLite transactions take the write lock up front, so the
+		// read is current; on PostgreSQL the row is locked until commit, so
+		// a concurrent edit or delete of it waits and then reads this one's
+		// result.
+		q := tx.Message.Query().Where(message.ID(id))
+		if s.dialect == dialect.Postgres {
+			q.Modify(func(sel *sql.Selector) { sel.For(sql.LockNoKeyUpdate) })
+		}
+		cur, err := q.Only(ctx)
 		if err != nil {
 			return fmt.Errorf("reload message: %w", err)
 		}

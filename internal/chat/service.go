@@ -142,7 +142,7 @@ func (s *Service) Register(ctx context.Context, username, password string, displ
 	name := username
 	if displayName != nil {
 		name = strings.TrimSpace(*displayName)
-		if n := utf8.RuneCountInString(name); n < 1 || n > 64 || strings.ContainsRune(name, 0) {
+		if n := utf8.RuneCountInString(name); n < 1 || n > 64 || !storable(name) {
 			return "", nil, invalidf("displayName", "displayName must be 1 to 64 characters")
 		}
 	}
@@ -167,9 +167,13 @@ func (s *Service) Register(ctx context.Context, username, password string, displ
 // Login checks a password and returns a token.
 func (s *Service) Login(ctx context.Context, username, password string) (string, *ent.User, error) {
 	username = strings.ToLower(strings.TrimSpace(username))
-	u, err := s.db.User.Query().Where(user.Username(username)).Only(ctx)
-	if err != nil && !ent.IsNotFound(err) {
-		return "", nil, fmt.Errorf("login: %w", err)
+	var u *ent.User
+	if storable(username) {
+		var err error
+		u, err = s.db.User.Query().Where(user.Username(username)).Only(ctx)
+		if err != nil && !ent.IsNotFound(err) {
+			return "", nil, fmt.Errorf("login: %w", err)
+		}
 	}
 	hash := ""
 	if u != nil {
@@ -218,8 +222,12 @@ func (s *Service) SearchUsers(ctx context.Context, search string, first int) ([]
 	if first < 0 || first > s.limits.MaxPageSize {
 		return nil, invalidf("first", "first must be between 0 and %d", s.limits.MaxPageSize)
 	}
+	search = strings.TrimSpace(search)
+	if !storable(search) {
+		return []*ent.User{}, nil // no name contains it
+	}
 	q := s.db.User.Query()
-	if search = strings.TrimSpace(search); search != "" {
+	if search != "" {
 		q = q.Where(user.Or(user.UsernameContainsFold(search), user.DisplayNameContainsFold(search)))
 	}
 	users, err := q.Order(ent.Asc(user.FieldUsername)).Limit(first).All(ctx)
@@ -231,6 +239,9 @@ func (s *Service) SearchUsers(ctx context.Context, search string, first int) ([]
 
 // isMember reports whether userID takes part in the conversation.
 func isMember(ctx context.Context, db *ent.ParticipantClient, userID, conversationID string) (bool, error) {
+	if !storable(userID) || !storable(conversationID) {
+		return false, nil
+	}
 	ok, err := db.Query().Where(participant.UserID(userID), participant.ConversationID(conversationID)).Exist(ctx)
 	if err != nil {
 		return false, fmt.Errorf("check membership: %w", err)

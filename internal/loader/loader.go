@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/graph-gophers/dataloader/v7"
 
@@ -102,7 +103,7 @@ func (f *Factory) build(shared bool) *Loaders {
 // yields a nil value, not an error, so callers decide what absence means.
 func byID[V any](query func(context.Context, []string) ([]V, error), key func(V) string) dataloader.BatchFunc[string, V] {
 	return func(ctx context.Context, keys []string) []*dataloader.Result[V] {
-		rows, err := query(ctx, keys)
+		rows, err := queryStorable(ctx, query, keys)
 		out := make([]*dataloader.Result[V], len(keys))
 		found := make(map[string]V, len(rows))
 		for _, r := range rows {
@@ -119,10 +120,27 @@ func byID[V any](query func(context.Context, []string) ([]V, error), key func(V)
 	}
 }
 
+// queryStorable runs query for the keys a text column can hold. PostgreSQL
+// fails a whole statement on a NUL character or invalid UTF-8 (SQLite takes
+// them); no row has such a key, so leaving it out changes no answer, and one
+// bad ID in a batch (node(id:) takes any string) does not fail the others.
+func queryStorable[V any](ctx context.Context, query func(context.Context, []string) ([]V, error), keys []string) ([]V, error) {
+	ok := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if utf8.ValidString(k) && strings.IndexByte(k, 0) < 0 {
+			ok = append(ok, k)
+		}
+	}
+	if len(ok) == 0 {
+		return nil, nil
+	}
+	return query(ctx, ok)
+}
+
 // groupBy adapts a query for the children of many parents to a batch function.
 func groupBy[V any](query func(context.Context, []string) ([]V, error), parent func(V) string) dataloader.BatchFunc[string, []V] {
 	return func(ctx context.Context, keys []string) []*dataloader.Result[[]V] {
-		rows, err := query(ctx, keys)
+		rows, err := queryStorable(ctx, query, keys)
 		groups := make(map[string][]V, len(keys))
 		for _, r := range rows {
 			groups[parent(r)] = append(groups[parent(r)], r)

@@ -301,7 +301,8 @@ func startPostgres(bin string) (_ *pgServer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "parley-pg-")
+	sweepStale()
+	dir, err := os.MkdirTemp("", pgDirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +341,11 @@ func startPostgres(bin string) (_ *pgServer, err error) {
 	initdb.Dir = dir
 	runAs(initdb, cred)
 	if err := initdb.Run(); err != nil {
-		return nil, fmt.Errorf("initdb: %w\n%s", err, logTail(logPath))
+		hint := ""
+		if cred != nil {
+			hint = fmt.Sprintf(" (running as root: initdb runs as the postgres user, which must be able to reach %s)", dir)
+		}
+		return nil, fmt.Errorf("initdb: %w%s\n%s", err, hint, logTail(logPath))
 	}
 
 	maxConns := max(300, 40*runtime.NumCPU())
@@ -381,6 +386,32 @@ func startPostgres(bin string) (_ *pgServer, err error) {
 		}
 	}
 	return nil, fmt.Errorf("%w\n%s", lastErr, logTail(logPath))
+}
+
+// pgDirPrefix names the temp dirs of PostgreSQL servers started here.
+const pgDirPrefix = "parley-pg-"
+
+// sweepStale removes the temp dirs of servers whose test process was killed
+// (a -timeout panic or a SIGKILL skips Run's clean-up; the server itself dies
+// with the process): no running postmaster, and old enough not to be in the
+// middle of initdb.
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), pgDirPrefix+"*"))
+	for _, dir := range dirs {
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < 5*time.Minute {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
+				if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+					continue // still running
+				}
+			}
+		}
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // pgLocale is C.UTF-8 where the C library has it (case-insensitive matching
