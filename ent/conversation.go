@@ -25,6 +25,8 @@ type Conversation struct {
 	DirectKey *string `json:"direct_key,omitempty"`
 	// LastSeq holds the value of the "last_seq" field.
 	LastSeq int64 `json:"last_seq,omitempty"`
+	// MessageCount holds the value of the "message_count" field.
+	MessageCount int64 `json:"message_count,omitempty"`
 	// LastMessageID holds the value of the "last_message_id" field.
 	LastMessageID *string `json:"last_message_id,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
@@ -93,7 +95,7 @@ func (*Conversation) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case conversation.FieldLastSeq:
+		case conversation.FieldLastSeq, conversation.FieldMessageCount:
 			values[i] = new(sql.NullInt64)
 		case conversation.FieldID, conversation.FieldKind, conversation.FieldTitle, conversation.FieldDirectKey, conversation.FieldLastMessageID:
 			values[i] = new(sql.NullString)
@@ -145,6 +147,12 @@ func (_m *Conversation) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field last_seq", values[i])
 			} else if value.Valid {
 				_m.LastSeq = value.Int64
+			}
+		case conversation.FieldMessageCount:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field message_count", values[i])
+			} else if value.Valid {
+				_m.MessageCount = value.Int64
 			}
 		case conversation.FieldLastMessageID:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -236,6 +244,9 @@ func (_m *Conversation) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("last_seq=")
 	builder.WriteString(fmt.Sprintf("%v", _m.LastSeq))
+	builder.WriteString(", ")
+	builder.WriteString("message_count=")
+	builder.WriteString(fmt.Sprintf("%v", _m.MessageCount))
 	builder.WriteString(", ")
 	if v := _m.LastMessageID; v != nil {
 		builder.WriteString("last_message_id=")

@@ -75,6 +75,20 @@ func (_c *ConversationCreate) SetNillableLastSeq(v *int64) *ConversationCreate {
 	return _c
 }
 
+// SetMessageCount sets the "message_count" field.
+func (_c *ConversationCreate) SetMessageCount(v int64) *ConversationCreate {
+	_c.mutation.SetMessageCount(v)
+	return _c
+}
+
+// SetNillableMessageCount sets the "message_count" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillableMessageCount(v *int64) *ConversationCreate {
+	if v != nil {
+		_c.SetMessageCount(*v)
+	}
+	return _c
+}
+
 // SetLastMessageID sets the "last_message_id" field.
 func (_c *ConversationCreate) SetLastMessageID(v string) *ConversationCreate {
 	_c.mutation.SetLastMessageID(v)
@@ -230,6 +244,10 @@ func (_c *ConversationCreate) defaults() {
 		v := conversation.DefaultLastSeq
 		_c.mutation.SetLastSeq(v)
 	}
+	if _, ok := _c.mutation.MessageCount(); !ok {
+		v := conversation.DefaultMessageCount
+		_c.mutation.SetMessageCount(v)
+	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := conversation.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
@@ -261,6 +279,9 @@ func (_c *ConversationCreate) check() error {
 	}
 	if _, ok := _c.mutation.LastSeq(); !ok {
 		return &ValidationError{Name: "last_seq", err: errors.New(`ent: missing required field "Conversation.last_seq"`)}
+	}
+	if _, ok := _c.mutation.MessageCount(); !ok {
+		return &ValidationError{Name: "message_count", err: errors.New(`ent: missing required field "Conversation.message_count"`)}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "Conversation.created_at"`)}
@@ -324,6 +345,10 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.LastSeq(); ok {
 		_spec.SetField(conversation.FieldLastSeq, field.TypeInt64, value)
 		_node.LastSeq = value
+	}
+	if value, ok := _c.mutation.MessageCount(); ok {
+		_spec.SetField(conversation.FieldMessageCount, field.TypeInt64, value)
+		_node.MessageCount = value
 	}
 	if value, ok := _c.mutation.LastMessageID(); ok {
 		_spec.SetField(conversation.FieldLastMessageID, field.TypeString, value)
@@ -489,6 +514,24 @@ func (u *ConversationUpsert) AddLastSeq(v int64) *ConversationUpsert {
 	return u
 }
 
+// SetMessageCount sets the "message_count" field.
+func (u *ConversationUpsert) SetMessageCount(v int64) *ConversationUpsert {
+	u.Set(conversation.FieldMessageCount, v)
+	return u
+}
+
+// UpdateMessageCount sets the "message_count" field to the value that was provided on create.
+func (u *ConversationUpsert) UpdateMessageCount() *ConversationUpsert {
+	u.SetExcluded(conversation.FieldMessageCount)
+	return u
+}
+
+// AddMessageCount adds v to the "message_count" field.
+func (u *ConversationUpsert) AddMessageCount(v int64) *ConversationUpsert {
+	u.Add(conversation.FieldMessageCount, v)
+	return u
+}
+
 // SetLastMessageID sets the "last_message_id" field.
 func (u *ConversationUpsert) SetLastMessageID(v string) *ConversationUpsert {
 	u.Set(conversation.FieldLastMessageID, v)
@@ -615,6 +658,27 @@ func (u *ConversationUpsertOne) AddLastSeq(v int64) *ConversationUpsertOne {
 func (u *ConversationUpsertOne) UpdateLastSeq() *ConversationUpsertOne {
 	return u.Update(func(s *ConversationUpsert) {
 		s.UpdateLastSeq()
+	})
+}
+
+// SetMessageCount sets the "message_count" field.
+func (u *ConversationUpsertOne) SetMessageCount(v int64) *ConversationUpsertOne {
+	return u.Update(func(s *ConversationUpsert) {
+		s.SetMessageCount(v)
+	})
+}
+
+// AddMessageCount adds v to the "message_count" field.
+func (u *ConversationUpsertOne) AddMessageCount(v int64) *ConversationUpsertOne {
+	return u.Update(func(s *ConversationUpsert) {
+		s.AddMessageCount(v)
+	})
+}
+
+// UpdateMessageCount sets the "message_count" field to the value that was provided on create.
+func (u *ConversationUpsertOne) UpdateMessageCount() *ConversationUpsertOne {
+	return u.Update(func(s *ConversationUpsert) {
+		s.UpdateMessageCount()
 	})
 }
 
@@ -916,6 +980,27 @@ func (u *ConversationUpsertBulk) AddLastSeq(v int64) *ConversationUpsertBulk {
 func (u *ConversationUpsertBulk) UpdateLastSeq() *ConversationUpsertBulk {
 	return u.Update(func(s *ConversationUpsert) {
 		s.UpdateLastSeq()
+	})
+}
+
+// SetMessageCount sets the "message_count" field.
+func (u *ConversationUpsertBulk) SetMessageCount(v int64) *ConversationUpsertBulk {
+	return u.Update(func(s *ConversationUpsert) {
+		s.SetMessageCount(v)
+	})
+}
+
+// AddMessageCount adds v to the "message_count" field.
+func (u *ConversationUpsertBulk) AddMessageCount(v int64) *ConversationUpsertBulk {
+	return u.Update(func(s *ConversationUpsert) {
+		s.AddMessageCount(v)
+	})
+}
+
+// UpdateMessageCount sets the "message_count" field to the value that was provided on create.
+func (u *ConversationUpsertBulk) UpdateMessageCount() *ConversationUpsertBulk {
+	return u.Update(func(s *ConversationUpsert) {
+		s.UpdateMessageCount()
 	})
 }
 

@@ -74,6 +74,27 @@ func (_u *ConversationUpdate) AddLastSeq(v int64) *ConversationUpdate {
 	return _u
 }
 
+// SetMessageCount sets the "message_count" field.
+func (_u *ConversationUpdate) SetMessageCount(v int64) *ConversationUpdate {
+	_u.mutation.ResetMessageCount()
+	_u.mutation.SetMessageCount(v)
+	return _u
+}
+
+// SetNillableMessageCount sets the "message_count" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableMessageCount(v *int64) *ConversationUpdate {
+	if v != nil {
+		_u.SetMessageCount(*v)
+	}
+	return _u
+}
+
+// AddMessageCount adds value to the "message_count" field.
+func (_u *ConversationUpdate) AddMessageCount(v int64) *ConversationUpdate {
+	_u.mutation.AddMessageCount(v)
+	return _u
+}
+
 // SetLastMessageID sets the "last_message_id" field.
 func (_u *ConversationUpdate) SetLastMessageID(v string) *ConversationUpdate {
 	_u.mutation.SetLastMessageID(v)
@@ -327,6 +348,12 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 	if value, ok := _u.mutation.AddedLastSeq(); ok {
 		_spec.AddField(conversation.FieldLastSeq, field.TypeInt64, value)
 	}
+	if value, ok := _u.mutation.MessageCount(); ok {
+		_spec.SetField(conversation.FieldMessageCount, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedMessageCount(); ok {
+		_spec.AddField(conversation.FieldMessageCount, field.TypeInt64, value)
+	}
 	if value, ok := _u.mutation.LastMessageID(); ok {
 		_spec.SetField(conversation.FieldLastMessageID, field.TypeString, value)
 	}
@@ -576,6 +603,27 @@ func (_u *ConversationUpdateOne) SetNillableLastSeq(v *int64) *ConversationUpdat
 // AddLastSeq adds value to the "last_seq" field.
 func (_u *ConversationUpdateOne) AddLastSeq(v int64) *ConversationUpdateOne {
 	_u.mutation.AddLastSeq(v)
+	return _u
+}
+
+// SetMessageCount sets the "message_count" field.
+func (_u *ConversationUpdateOne) SetMessageCount(v int64) *ConversationUpdateOne {
+	_u.mutation.ResetMessageCount()
+	_u.mutation.SetMessageCount(v)
+	return _u
+}
+
+// SetNillableMessageCount sets the "message_count" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableMessageCount(v *int64) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetMessageCount(*v)
+	}
+	return _u
+}
+
+// AddMessageCount adds value to the "message_count" field.
+func (_u *ConversationUpdateOne) AddMessageCount(v int64) *ConversationUpdateOne {
+	_u.mutation.AddMessageCount(v)
 	return _u
 }
 
@@ -861,6 +909,12 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 	}
 	if value, ok := _u.mutation.AddedLastSeq(); ok {
 		_spec.AddField(conversation.FieldLastSeq, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.MessageCount(); ok {
+		_spec.SetField(conversation.FieldMessageCount, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedMessageCount(); ok {
+		_spec.AddField(conversation.FieldMessageCount, field.TypeInt64, value)
 	}
 	if value, ok := _u.mutation.LastMessageID(); ok {
 		_spec.SetField(conversation.FieldLastMessageID, field.TypeString, value)

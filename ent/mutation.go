@@ -862,6 +862,8 @@ type ConversationMutation struct {
 	direct_key          *string
 	last_seq            *int64
 	addlast_seq         *int64
+	message_count       *int64
+	addmessage_count    *int64
 	last_message_id     *string
 	created_at          *time.Time
 	updated_at          *time.Time
@@ -1175,6 +1177,62 @@ func (m *ConversationMutation) AddedLastSeq() (r int64, exists bool) {
 func (m *ConversationMutation) ResetLastSeq() {
 	m.last_seq = nil
 	m.addlast_seq = nil
+}
+
+// SetMessageCount sets the "message_count" field.
+func (m *ConversationMutation) SetMessageCount(i int64) {
+	m.message_count = &i
+	m.addmessage_count = nil
+}
+
+// MessageCount returns the value of the "message_count" field in the mutation.
+func (m *ConversationMutation) MessageCount() (r int64, exists bool) {
+	v := m.message_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMessageCount returns the old "message_count" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldMessageCount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMessageCount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMessageCount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMessageCount: %w", err)
+	}
+	return oldValue.MessageCount, nil
+}
+
+// AddMessageCount adds i to the "message_count" field.
+func (m *ConversationMutation) AddMessageCount(i int64) {
+	if m.addmessage_count != nil {
+		*m.addmessage_count += i
+	} else {
+		m.addmessage_count = &i
+	}
+}
+
+// AddedMessageCount returns the value that was added to the "message_count" field in this mutation.
+func (m *ConversationMutation) AddedMessageCount() (r int64, exists bool) {
+	v := m.addmessage_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMessageCount resets all changes to the "message_count" field.
+func (m *ConversationMutation) ResetMessageCount() {
+	m.message_count = nil
+	m.addmessage_count = nil
 }
 
 // SetLastMessageID sets the "last_message_id" field.
@@ -1548,7 +1606,7 @@ func (m *ConversationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConversationMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.kind != nil {
 		fields = append(fields, conversation.FieldKind)
 	}
@@ -1560,6 +1618,9 @@ func (m *ConversationMutation) Fields() []string {
 	}
 	if m.last_seq != nil {
 		fields = append(fields, conversation.FieldLastSeq)
+	}
+	if m.message_count != nil {
+		fields = append(fields, conversation.FieldMessageCount)
 	}
 	if m.last_message_id != nil {
 		fields = append(fields, conversation.FieldLastMessageID)
@@ -1586,6 +1647,8 @@ func (m *ConversationMutation) Field(name string) (ent.Value, bool) {
 		return m.DirectKey()
 	case conversation.FieldLastSeq:
 		return m.LastSeq()
+	case conversation.FieldMessageCount:
+		return m.MessageCount()
 	case conversation.FieldLastMessageID:
 		return m.LastMessageID()
 	case conversation.FieldCreatedAt:
@@ -1609,6 +1672,8 @@ func (m *ConversationMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldDirectKey(ctx)
 	case conversation.FieldLastSeq:
 		return m.OldLastSeq(ctx)
+	case conversation.FieldMessageCount:
+		return m.OldMessageCount(ctx)
 	case conversation.FieldLastMessageID:
 		return m.OldLastMessageID(ctx)
 	case conversation.FieldCreatedAt:
@@ -1652,6 +1717,13 @@ func (m *ConversationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetLastSeq(v)
 		return nil
+	case conversation.FieldMessageCount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMessageCount(v)
+		return nil
 	case conversation.FieldLastMessageID:
 		v, ok := value.(string)
 		if !ok {
@@ -1684,6 +1756,9 @@ func (m *ConversationMutation) AddedFields() []string {
 	if m.addlast_seq != nil {
 		fields = append(fields, conversation.FieldLastSeq)
 	}
+	if m.addmessage_count != nil {
+		fields = append(fields, conversation.FieldMessageCount)
+	}
 	return fields
 }
 
@@ -1694,6 +1769,8 @@ func (m *ConversationMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case conversation.FieldLastSeq:
 		return m.AddedLastSeq()
+	case conversation.FieldMessageCount:
+		return m.AddedMessageCount()
 	}
 	return nil, false
 }
@@ -1709,6 +1786,13 @@ func (m *ConversationMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddLastSeq(v)
+		return nil
+	case conversation.FieldMessageCount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMessageCount(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation numeric field %s", name)
@@ -1769,6 +1853,9 @@ func (m *ConversationMutation) ResetField(name string) error {
 		return nil
 	case conversation.FieldLastSeq:
 		m.ResetLastSeq()
+		return nil
+	case conversation.FieldMessageCount:
+		m.ResetMessageCount()
 		return nil
 	case conversation.FieldLastMessageID:
 		m.ResetLastMessageID()

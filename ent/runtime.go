@@ -48,12 +48,16 @@ func init() {
 	conversationDescLastSeq := conversationFields[4].Descriptor()
 	// conversation.DefaultLastSeq holds the default value on creation for the last_seq field.
 	conversation.DefaultLastSeq = conversationDescLastSeq.Default.(int64)
+	// conversationDescMessageCount is the schema descriptor for message_count field.
+	conversationDescMessageCount := conversationFields[5].Descriptor()
+	// conversation.DefaultMessageCount holds the default value on creation for the message_count field.
+	conversation.DefaultMessageCount = conversationDescMessageCount.Default.(int64)
 	// conversationDescCreatedAt is the schema descriptor for created_at field.
-	conversationDescCreatedAt := conversationFields[6].Descriptor()
+	conversationDescCreatedAt := conversationFields[7].Descriptor()
 	// conversation.DefaultCreatedAt holds the default value on creation for the created_at field.
 	conversation.DefaultCreatedAt = conversationDescCreatedAt.Default.(func() time.Time)
 	// conversationDescUpdatedAt is the schema descriptor for updated_at field.
-	conversationDescUpdatedAt := conversationFields[7].Descriptor()
+	conversationDescUpdatedAt := conversationFields[8].Descriptor()
 	// conversation.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	conversation.DefaultUpdatedAt = conversationDescUpdatedAt.Default.(func() time.Time)
 	// conversationDescID is the schema descriptor for id field.

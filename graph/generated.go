@@ -35,7 +35,6 @@ type ResolverRoot interface {
 	ConversationConnection() ConversationConnectionResolver
 	InboxEvent() InboxEventResolver
 	Message() MessageResolver
-	MessageConnection() MessageConnectionResolver
 	MessageEvent() MessageEventResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
@@ -213,9 +212,6 @@ type MessageResolver interface {
 	Sender(ctx context.Context, obj *ent.Message) (*ent.User, error)
 
 	Attachments(ctx context.Context, obj *ent.Message) ([]*ent.Attachment, error)
-}
-type MessageConnectionResolver interface {
-	TotalCount(ctx context.Context, obj *model.MessageConnection) (int, error)
 }
 type MessageEventResolver interface {
 	Message(ctx context.Context, obj *model.MessageEvent) (*ent.Message, error)
@@ -3134,7 +3130,7 @@ func (ec *executionContext) _MessageConnection_totalCount(ctx context.Context, f
 			return ec.fieldContext_MessageConnection_totalCount(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.MessageConnection().TotalCount(ctx, obj)
+			return obj.TotalCount, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
@@ -3145,7 +3141,7 @@ func (ec *executionContext) _MessageConnection_totalCount(ctx context.Context, f
 	)
 }
 func (ec *executionContext) fieldContext_MessageConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("MessageConnection", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("MessageConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _MessageEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.MessageEdge) (ret graphql.Marshaler) {
@@ -6266,19 +6262,18 @@ func (ec *executionContext) _MessageConnection(ctx context.Context, sel ast.Sele
 		case "edges":
 			out.Values[i] = ec._MessageConnection_edges(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "pageInfo":
 			out.Values[i] = ec._MessageConnection_pageInfo(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "totalCount":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._MessageConnection_totalCount(ctx, field, obj)
-				})
+			out.Values[i] = ec._MessageConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

@@ -90,13 +90,26 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *ent.Conversati
 		return nil, err
 	}
 	conn := &model.MessageConnection{
-		Edges:          make([]*model.MessageEdge, len(page.Messages)),
-		PageInfo:       &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: page.HasPrevious},
-		ConversationID: obj.ID,
+		Edges:      make([]*model.MessageEdge, len(page.Messages)),
+		PageInfo:   &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: page.HasPrevious},
+		TotalCount: int(obj.MessageCount),
 	}
+	l := loader.For(ctx)
+	ids, senders := make([]string, len(page.Messages)), make([]string, len(page.Messages))
 	for i, m := range page.Messages {
-		loader.For(ctx).Message.Prime(ctx, m.ID, m)
+		l.Message.Prime(ctx, m.ID, m)
 		conn.Edges[i] = &model.MessageEdge{Cursor: chat.MessageCursor(m.Seq), Node: m}
+		ids[i], senders[i] = m.ID, m.SenderID
+	}
+	if selects(ctx, "edges", "node", "sender") {
+		if err := l.PrefetchUsers(ctx, senders); err != nil {
+			return nil, err
+		}
+	}
+	if selects(ctx, "edges", "node", "attachments") {
+		if err := l.PrefetchAttachments(ctx, ids); err != nil {
+			return nil, err
+		}
 	}
 	if n := len(conn.Edges); n > 0 {
 		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &conn.Edges[0].Cursor, &conn.Edges[n-1].Cursor
@@ -149,11 +162,6 @@ func (r *messageResolver) Attachments(ctx context.Context, obj *ent.Message) ([]
 		return []*ent.Attachment{}, nil
 	}
 	return loader.For(ctx).Attachments.Load(ctx, obj.ID)()
-}
-
-// TotalCount is the resolver for the totalCount field.
-func (r *messageConnectionResolver) TotalCount(ctx context.Context, obj *model.MessageConnection) (int, error) {
-	return r.Chat.CountMessages(ctx, obj.ConversationID)
 }
 
 // Message is the resolver for the message field.
@@ -322,9 +330,31 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 		PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: page.HasPrevious},
 		ViewerID: v,
 	}
+	l := loader.For(ctx)
+	ids, lastIDs := make([]string, len(page.Conversations)), make([]string, 0, len(page.Conversations))
 	for i, c := range page.Conversations {
-		loader.For(ctx).Conversation.Prime(ctx, c.ID, c)
+		l.Conversation.Prime(ctx, c.ID, c)
 		conn.Edges[i] = &model.ConversationEdge{Cursor: chat.ConversationCursor(c.UpdatedAt, c.ID), Node: c}
+		ids[i] = c.ID
+		if c.LastMessageID != nil {
+			lastIDs = append(lastIDs, *c.LastMessageID)
+		}
+	}
+	// What every element will ask for, one statement each.
+	if selects(ctx, "edges", "node", "participants") || selects(ctx, "edges", "node", "readReceipts") {
+		if err := l.PrefetchParticipants(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	if selects(ctx, "edges", "node", "lastMessage") {
+		if err := l.PrefetchMessages(ctx, lastIDs); err != nil {
+			return nil, err
+		}
+	}
+	if selects(ctx, "edges", "node", "unreadCount") {
+		if err := l.PrefetchUnread(ctx, v, ids); err != nil {
+			return nil, err
+		}
 	}
 	if n := len(conn.Edges); n > 0 {
 		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &conn.Edges[0].Cursor, &conn.Edges[n-1].Cursor
@@ -436,11 +466,6 @@ func (r *Resolver) InboxEvent() InboxEventResolver { return &inboxEventResolver{
 // Message returns MessageResolver implementation.
 func (r *Resolver) Message() MessageResolver { return &messageResolver{r} }
 
-// MessageConnection returns MessageConnectionResolver implementation.
-func (r *Resolver) MessageConnection() MessageConnectionResolver {
-	return &messageConnectionResolver{r}
-}
-
 // MessageEvent returns MessageEventResolver implementation.
 func (r *Resolver) MessageEvent() MessageEventResolver { return &messageEventResolver{r} }
 
@@ -465,7 +490,6 @@ type (
 	conversationConnectionResolver struct{ *Resolver }
 	inboxEventResolver             struct{ *Resolver }
 	messageResolver                struct{ *Resolver }
-	messageConnectionResolver      struct{ *Resolver }
 	messageEventResolver           struct{ *Resolver }
 	mutationResolver               struct{ *Resolver }
 	queryResolver                  struct{ *Resolver }
@@ -473,3 +497,15 @@ type (
 	subscriptionResolver           struct{ *Resolver }
 	typingEventResolver            struct{ *Resolver }
 )
+
+// !!! WARNING !!!
+// The code below was going to be deleted when updating resolvers. It has been copied here so you have
+// one last chance to move it out of harms way if you want. There are two reasons this happens:
+//  - When renaming or deleting a resolver the old code will be put in here. You can safely delete
+//    it when you're done.
+//  - You have helper methods in this file. Move them out to keep these resolver files clean.
+/*
+	func (r *Resolver) MessageConnection() MessageConnectionResolver {
+	return &messageConnectionResolver{r}
+}
+*/

@@ -52,6 +52,8 @@ func main() {
 const usage = `usage:
   go run ./cmd/migrations new [flags] <name>   write the next migration for each dialect
   go run ./cmd/migrations check [flags]        fail if a new migration would be written
+  go run ./cmd/migrations hash [flags]         rewrite atlas.sum after editing a migration
+                                               that is not released yet (say, to add a backfill)
 
 flags:
 `
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string) error {
 		rest = fset.Args()
 	}
 	switch {
+	case cmd == "hash" && len(rest) == 0:
+		return rehash(*dir, *dialects)
 	case cmd != "new" && cmd != "check":
 		fset.Usage()
 		return fmt.Errorf("unknown command %q", cmd)
@@ -212,4 +216,24 @@ func devDB(ctx context.Context, dia, pgURL string) (*sql.DB, func(), error) {
 		return nil, nil, err
 	}
 	return db, func() { _ = db.Close(); stopServer() }, nil
+}
+
+// rehash rewrites each dialect's atlas.sum from its files.
+func rehash(dir, dialects string) error {
+	for _, d := range strings.Split(dialects, ",") {
+		sub := filepath.Join(dir, strings.TrimSpace(d))
+		local, err := atlasmigrate.NewLocalDir(sub)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sub, err)
+		}
+		sum, err := local.Checksum()
+		if err != nil {
+			return fmt.Errorf("%s: %w", sub, err)
+		}
+		if err := atlasmigrate.WriteSumFile(local, sum); err != nil {
+			return fmt.Errorf("%s: %w", sub, err)
+		}
+		fmt.Printf("rewrote %s\n", filepath.Join(sub, atlasmigrate.HashFileName))
+	}
+	return nil
 }

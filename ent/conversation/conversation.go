@@ -23,6 +23,8 @@ const (
 	FieldDirectKey = "direct_key"
 	// FieldLastSeq holds the string denoting the last_seq field in the database.
 	FieldLastSeq = "last_seq"
+	// FieldMessageCount holds the string denoting the message_count field in the database.
+	FieldMessageCount = "message_count"
 	// FieldLastMessageID holds the string denoting the last_message_id field in the database.
 	FieldLastMessageID = "last_message_id"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
@@ -76,6 +78,7 @@ var Columns = []string{
 	FieldTitle,
 	FieldDirectKey,
 	FieldLastSeq,
+	FieldMessageCount,
 	FieldLastMessageID,
 	FieldCreatedAt,
 	FieldUpdatedAt,
@@ -96,6 +99,8 @@ var (
 	TitleValidator func(string) error
 	// DefaultLastSeq holds the default value on creation for the "last_seq" field.
 	DefaultLastSeq int64
+	// DefaultMessageCount holds the default value on creation for the "message_count" field.
+	DefaultMessageCount int64
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
 	// DefaultUpdatedAt holds the default value on creation for the "updated_at" field.
@@ -155,6 +160,11 @@ func ByDirectKey(opts ...sql.OrderTermOption) OrderOption {
 // ByLastSeq orders the results by the last_seq field.
 func ByLastSeq(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLastSeq, opts...).ToFunc()
+}
+
+// ByMessageCount orders the results by the message_count field.
+func ByMessageCount(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldMessageCount, opts...).ToFunc()
 }
 
 // ByLastMessageID orders the results by the last_message_id field.

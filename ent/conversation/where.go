@@ -80,6 +80,11 @@ func LastSeq(v int64) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldLastSeq, v))
 }
 
+// MessageCount applies equality check predicate on the "message_count" field. It's identical to MessageCountEQ.
+func MessageCount(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldMessageCount, v))
+}
+
 // LastMessageID applies equality check predicate on the "last_message_id" field. It's identical to LastMessageIDEQ.
 func LastMessageID(v string) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldLastMessageID, v))
@@ -303,6 +308,46 @@ func LastSeqLT(v int64) predicate.Conversation {
 // LastSeqLTE applies the LTE predicate on the "last_seq" field.
 func LastSeqLTE(v int64) predicate.Conversation {
 	return predicate.Conversation(sql.FieldLTE(FieldLastSeq, v))
+}
+
+// MessageCountEQ applies the EQ predicate on the "message_count" field.
+func MessageCountEQ(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldMessageCount, v))
+}
+
+// MessageCountNEQ applies the NEQ predicate on the "message_count" field.
+func MessageCountNEQ(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldMessageCount, v))
+}
+
+// MessageCountIn applies the In predicate on the "message_count" field.
+func MessageCountIn(vs ...int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldMessageCount, vs...))
+}
+
+// MessageCountNotIn applies the NotIn predicate on the "message_count" field.
+func MessageCountNotIn(vs ...int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldMessageCount, vs...))
+}
+
+// MessageCountGT applies the GT predicate on the "message_count" field.
+func MessageCountGT(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGT(FieldMessageCount, v))
+}
+
+// MessageCountGTE applies the GTE predicate on the "message_count" field.
+func MessageCountGTE(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGTE(FieldMessageCount, v))
+}
+
+// MessageCountLT applies the LT predicate on the "message_count" field.
+func MessageCountLT(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLT(FieldMessageCount, v))
+}
+
+// MessageCountLTE applies the LTE predicate on the "message_count" field.
+func MessageCountLTE(v int64) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLTE(FieldMessageCount, v))
 }
 
 // LastMessageIDEQ applies the EQ predicate on the "last_message_id" field.

@@ -58,6 +58,7 @@ var (
 		{Name: "title", Type: field.TypeString, Nullable: true, Size: 200},
 		{Name: "direct_key", Type: field.TypeString, Nullable: true},
 		{Name: "last_seq", Type: field.TypeInt64, Default: 0},
+		{Name: "message_count", Type: field.TypeInt64, Default: 0},
 		{Name: "last_message_id", Type: field.TypeString, Nullable: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
@@ -76,7 +77,7 @@ var (
 			{
 				Name:    "conversation_updated_at_id",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[7], ConversationsColumns[0]},
+				Columns: []*schema.Column{ConversationsColumns[8], ConversationsColumns[0]},
 			},
 		},
 	}

@@ -22,6 +22,9 @@ func (Conversation) Fields() []ent.Field {
 		// number is an UPDATE of this row, which also serialises writers of one
 		// conversation.
 		field.Int64("last_seq").Default(0),
+		// Messages ever created (tombstones included): the totalCount of a
+		// message page without a COUNT over the conversation's messages.
+		field.Int64("message_count").Default(0),
 		// Denormalised so the conversation list can load last messages by primary key.
 		field.String("last_message_id").Optional().Nillable(),
 		field.Time("created_at").Default(nowUTC).Immutable(),

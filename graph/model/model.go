@@ -51,10 +51,10 @@ type ConversationConnection struct {
 	ViewerID string
 }
 
-// MessageConnection is a page of a conversation's messages; its totalCount
-// is only counted when selected.
+// MessageConnection is a page of a conversation's messages.
 type MessageConnection struct {
-	Edges          []*MessageEdge
-	PageInfo       *PageInfo
-	ConversationID string
+	Edges    []*MessageEdge
+	PageInfo *PageInfo
+	// TotalCount is the conversation's message counter: no COUNT query.
+	TotalCount int
 }

@@ -69,7 +69,7 @@ type SendInput struct {
 func nextSeq(ctx context.Context, tx *ent.Tx, conversationID string, newMessage *ent.Message) (int64, error) {
 	u := tx.Conversation.UpdateOneID(conversationID).AddLastSeq(1)
 	if newMessage != nil {
-		u = u.SetUpdatedAt(newMessage.CreatedAt).SetLastMessageID(newMessage.ID)
+		u = u.SetUpdatedAt(newMessage.CreatedAt).SetLastMessageID(newMessage.ID).AddMessageCount(1)
 	}
 	c, err := u.Select(conversation.FieldLastSeq).Save(ctx)
 	if err != nil {
@@ -317,13 +317,4 @@ func (s *Service) ListMessages(ctx context.Context, conversationID string, first
 	slices.Reverse(rows)
 	page.Messages, page.HasNext = rows, before != nil
 	return page, nil
-}
-
-// CountMessages counts a conversation's messages, tombstones included.
-func (s *Service) CountMessages(ctx context.Context, conversationID string) (int, error) {
-	n, err := s.db.Message.Query().Where(message.ConversationID(conversationID)).Count(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("count messages: %w", err)
-	}
-	return n, nil
 }

@@ -232,11 +232,16 @@ func TestMigrateConcurrently(t *testing.T) {
 func TestMigrateAdoptsAutoMigratedDatabase(t *testing.T) {
 	forEach(t, func(t *testing.T, b backend) {
 		db := open(t, b.url(t), Options{})
-		migrateMu.Lock()
-		err := db.Client.Schema.Create(t.Context())
-		migrateMu.Unlock()
+		// Builds before versioned migrations auto-migrated to the schema of
+		// the first migration: make that schema without any revisions.
+		files, err := embeddedDir(t, b.dialect).Files()
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, stmt := range statementsOf(string(files[0].Bytes())) {
+			if _, err := db.SQL.ExecContext(t.Context(), stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
 		}
 		if _, err := db.Client.User.Create().SetUsername("bob").SetDisplayName("Bob").SetPasswordHash("x").Save(t.Context()); err != nil {
 			t.Fatal(err)
@@ -445,4 +450,23 @@ func TestDiffWritesNextMigration(t *testing.T) {
 	if _, err := Diff(t.Context(), dialect.SQLite, dev, dir, "20200101000000", "again"); err == nil {
 		t.Fatal("a version not after the last file was accepted")
 	}
+}
+
+// statementsOf splits a migration file into its statements (one per line
+// or ending at a line that ends with a semicolon; comments skipped).
+func statementsOf(file string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(file, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+	}
+	return out
 }

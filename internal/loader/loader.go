@@ -6,6 +6,7 @@ package loader
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,8 +18,6 @@ import (
 	"github.com/parley-chat/parley/ent"
 	"github.com/parley-chat/parley/ent/attachment"
 	"github.com/parley-chat/parley/ent/conversation"
-	"github.com/parley-chat/parley/ent/message"
-	"github.com/parley-chat/parley/ent/participant"
 	"github.com/parley-chat/parley/ent/user"
 )
 
@@ -36,6 +35,13 @@ type Loaders struct {
 	Attachments  *dataloader.Loader[string, []*ent.Attachment]
 	// Unread is keyed by UnreadKey(viewer, conversation).
 	Unread *dataloader.Loader[string, int]
+
+	// The batch functions behind the loaders, for prefetching.
+	users        dataloader.BatchFunc[string, *ent.User]
+	messages     func(context.Context, []string) ([]*ent.Message, error)
+	participants func(context.Context, []string) ([]*ent.Participant, error)
+	attachments  dataloader.BatchFunc[string, []*ent.Attachment]
+	unread       dataloader.BatchFunc[string, int]
 }
 
 // Factory makes Loaders over one database.
@@ -77,26 +83,188 @@ func newLoader[K comparable, V any](shared bool, fn dataloader.BatchFunc[K, V]) 
 }
 
 func (f *Factory) build(shared bool) *Loaders {
-	return &Loaders{
-		User: newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.User, error) {
-			return f.db.User.Query().Where(user.IDIn(ids...)).All(ctx)
-		}, func(u *ent.User) string { return u.ID })),
-		Conversation: newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.Conversation, error) {
-			return f.db.Conversation.Query().Where(conversation.IDIn(ids...)).All(ctx)
-		}, func(c *ent.Conversation) string { return c.ID })),
-		Message: newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.Message, error) {
-			return f.db.Message.Query().Where(message.IDIn(ids...)).All(ctx)
-		}, func(m *ent.Message) string { return m.ID })),
-		Participants: newLoader(shared, groupBy(func(ctx context.Context, ids []string) ([]*ent.Participant, error) {
-			return f.db.Participant.Query().Where(participant.ConversationIDIn(ids...)).
-				Order(ent.Asc(participant.FieldConversationID), ent.Asc(participant.FieldJoinedAt), ent.Asc(participant.FieldID)).All(ctx)
-		}, func(p *ent.Participant) string { return p.ConversationID })),
-		Attachments: newLoader(shared, groupBy(func(ctx context.Context, ids []string) ([]*ent.Attachment, error) {
-			return f.db.Attachment.Query().Where(attachment.MessageIDIn(ids...)).
-				Order(ent.Asc(attachment.FieldCreatedAt), ent.Asc(attachment.FieldID)).All(ctx)
-		}, func(a *ent.Attachment) string { return *a.MessageID })),
-		Unread: newLoader(shared, f.unread),
+	l := &Loaders{}
+	// Participants and messages come with their users in the same
+	// statement, which primes the user loader: a list that shows
+	// participants and last-message senders costs no extra user query.
+	l.participants = func(ctx context.Context, ids []string) ([]*ent.Participant, error) {
+		return f.participantsWithUsers(ctx, l, ids)
 	}
+	l.messages = func(ctx context.Context, ids []string) ([]*ent.Message, error) {
+		return f.messagesWithSenders(ctx, l, ids)
+	}
+	l.users = byID(func(ctx context.Context, ids []string) ([]*ent.User, error) {
+		return f.db.User.Query().Where(user.IDIn(ids...)).All(ctx)
+	}, func(u *ent.User) string { return u.ID })
+	l.attachments = groupBy(func(ctx context.Context, ids []string) ([]*ent.Attachment, error) {
+		return f.db.Attachment.Query().Where(attachment.MessageIDIn(ids...)).
+			Order(ent.Asc(attachment.FieldCreatedAt), ent.Asc(attachment.FieldID)).All(ctx)
+	}, func(a *ent.Attachment) string { return *a.MessageID })
+	l.unread = f.unread
+
+	l.User = newLoader(shared, l.users)
+	l.Conversation = newLoader(shared, byID(func(ctx context.Context, ids []string) ([]*ent.Conversation, error) {
+		return f.db.Conversation.Query().Where(conversation.IDIn(ids...)).All(ctx)
+	}, func(c *ent.Conversation) string { return c.ID }))
+	l.Message = newLoader(shared, byID(l.messages, func(m *ent.Message) string { return m.ID }))
+	l.Participants = newLoader(shared, groupBy(l.participants, func(p *ent.Participant) string { return p.ConversationID }))
+	l.Attachments = newLoader(shared, l.attachments)
+	l.Unread = newLoader(shared, l.unread)
+	return l
+}
+
+// prefetch loads keys in one batch now and primes the loader with the
+// results, so that the elements of a list find them cached: a list costs
+// one statement per kind whatever its length, without depending on how
+// many keys arrive within a batching window.
+func prefetch[V any](ctx context.Context, ld *dataloader.Loader[string, V], fn dataloader.BatchFunc[string, V], keys []string) error {
+	keys = unique(keys)
+	if len(keys) == 0 {
+		return nil
+	}
+	for i, r := range fn(ctx, keys) {
+		if r.Error != nil {
+			return r.Error
+		}
+		ld.Prime(ctx, keys[i], r.Data)
+	}
+	return nil
+}
+
+func unique(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	out := keys[:0:0]
+	for _, k := range keys {
+		if k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// PrefetchParticipants loads the participants (and their users) of
+// conversations in one statement.
+func (l *Loaders) PrefetchParticipants(ctx context.Context, conversationIDs []string) error {
+	return prefetch(ctx, l.Participants, groupBy(l.participants, func(p *ent.Participant) string { return p.ConversationID }), conversationIDs)
+}
+
+// PrefetchMessages loads messages (and their senders) in one statement.
+func (l *Loaders) PrefetchMessages(ctx context.Context, ids []string) error {
+	return prefetch(ctx, l.Message, byID(l.messages, func(m *ent.Message) string { return m.ID }), ids)
+}
+
+// PrefetchUsers loads users in one statement.
+func (l *Loaders) PrefetchUsers(ctx context.Context, ids []string) error {
+	return prefetch(ctx, l.User, l.users, ids)
+}
+
+// PrefetchAttachments loads the attachments of messages in one statement.
+func (l *Loaders) PrefetchAttachments(ctx context.Context, messageIDs []string) error {
+	return prefetch(ctx, l.Attachments, l.attachments, messageIDs)
+}
+
+// PrefetchUnread counts the viewer's unread messages of conversations in
+// one statement.
+func (l *Loaders) PrefetchUnread(ctx context.Context, viewer string, conversationIDs []string) error {
+	keys := make([]string, len(conversationIDs))
+	for i, c := range conversationIDs {
+		keys[i] = UnreadKey(viewer, c)
+	}
+	return prefetch(ctx, l.Unread, l.unread, keys)
+}
+
+// placeholders returns "?, ?, …" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func (f *Factory) participantsWithUsers(ctx context.Context, l *Loaders, conversationIDs []string) ([]*ent.Participant, error) {
+	args := make([]any, len(conversationIDs))
+	for i, id := range conversationIDs {
+		args[i] = id
+	}
+	q := `SELECT p.id, p.conversation_id, p.user_id, p.joined_at, p.last_read_seq, p.last_read_message_id, p.read_at,
+u.username, u.display_name, u.avatar_url, u.created_at
+FROM participants p JOIN users u ON u.id = p.user_id
+WHERE p.conversation_id IN (` + placeholders(len(args)) + `)
+ORDER BY p.conversation_id, p.joined_at, p.id`
+	rows, err := f.db.QueryContext(ctx, Rebind(f.dialect, q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("participants: %w", err)
+	}
+	defer rows.Close()
+	var out []*ent.Participant
+	users := map[string]*ent.User{}
+	for rows.Next() {
+		p, u := &ent.Participant{}, &ent.User{}
+		var readID, avatar sql.NullString
+		var readAt sql.NullTime
+		if err := rows.Scan(&p.ID, &p.ConversationID, &p.UserID, &p.JoinedAt, &p.LastReadSeq, &readID, &readAt,
+			&u.Username, &u.DisplayName, &avatar, &u.CreatedAt); err != nil {
+			return nil, fmt.Errorf("participants: %w", err)
+		}
+		p.LastReadMessageID, p.ReadAt, u.AvatarURL = nullString(readID), nullTime(readAt), nullString(avatar)
+		u.ID = p.UserID
+		users[u.ID] = u
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("participants: %w", err)
+	}
+	for id, u := range users {
+		l.User.Prime(ctx, id, u)
+	}
+	return out, nil
+}
+
+func (f *Factory) messagesWithSenders(ctx context.Context, l *Loaders, ids []string) ([]*ent.Message, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	q := `SELECT m.id, m.conversation_id, m.sender_id, m.seq, m.body, m.client_message_id, m.created_at, m.edited_at, m.deleted_at,
+u.username, u.display_name, u.avatar_url, u.created_at
+FROM messages m JOIN users u ON u.id = m.sender_id
+WHERE m.id IN (` + placeholders(len(args)) + `)`
+	rows, err := f.db.QueryContext(ctx, Rebind(f.dialect, q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("messages: %w", err)
+	}
+	defer rows.Close()
+	var out []*ent.Message
+	for rows.Next() {
+		m, u := &ent.Message{}, &ent.User{}
+		var cmid, avatar sql.NullString
+		var edited, deleted sql.NullTime
+		if err := rows.Scan(&m.ID, &m.ConversationID, &m.SenderID, &m.Seq, &m.Body, &cmid, &m.CreatedAt, &edited, &deleted,
+			&u.Username, &u.DisplayName, &avatar, &u.CreatedAt); err != nil {
+			return nil, fmt.Errorf("messages: %w", err)
+		}
+		m.ClientMessageID, m.EditedAt, m.DeletedAt, u.AvatarURL = nullString(cmid), nullTime(edited), nullTime(deleted), nullString(avatar)
+		u.ID = m.SenderID
+		l.User.Prime(ctx, u.ID, u)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("messages: %w", err)
+	}
+	return out, nil
+}
+
+func nullString(s sql.NullString) *string {
+	if !s.Valid {
+		return nil
+	}
+	return &s.String
+}
+
+func nullTime(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	v := t.Time.UTC()
+	return &v
 }
 
 // byID adapts a query by primary keys to a batch function; a missing row

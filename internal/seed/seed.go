@@ -200,7 +200,7 @@ func Run(ctx context.Context, db *database.DB, o Options) (*Result, error) {
 			cols  []string
 			rows  *[][]any
 		}{
-			{"conversations", []string{"id", "kind", "title", "direct_key", "last_seq", "last_message_id", "created_at", "updated_at"}, &convRows},
+			{"conversations", []string{"id", "kind", "title", "direct_key", "last_seq", "message_count", "last_message_id", "created_at", "updated_at"}, &convRows},
 			{"participants", []string{"conversation_id", "user_id", "joined_at", "last_read_seq", "last_read_message_id", "read_at"}, &partRows},
 			{"messages", []string{"id", "conversation_id", "sender_id", "seq", "body", "created_at"}, &msgRows},
 			{"message_events", []string{"conversation_id", "seq", "type", "message_id", "created_at"}, &evRows},
@@ -246,7 +246,7 @@ func Run(ctx context.Context, db *database.DB, o Options) (*Result, error) {
 			}
 			kind, title, key = "DIRECT", nil, a+":"+b
 		}
-		convRows = append(convRows, []any{c.id, kind, title, key, int64(c.msgs), lastMsg, created, at})
+		convRows = append(convRows, []any{c.id, kind, title, key, int64(c.msgs), int64(c.msgs), lastMsg, created, at})
 		for _, m := range c.members {
 			read := 0
 			if c.msgs > 0 {
