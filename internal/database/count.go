@@ -9,12 +9,32 @@ import (
 // Counter counts the SQL statements this process sends, as the database
 // server itself would log them (PostgreSQL's log_statement = all): every
 // query and exec, and BEGIN, COMMIT and ROLLBACK. Pings are not counted.
-type Counter struct{ n atomic.Int64 }
+type Counter struct {
+	n      atomic.Int64
+	record atomic.Pointer[func(query string, args []driver.NamedValue)]
+}
 
 // Load returns the number of statements sent so far.
 func (c *Counter) Load() int64 { return c.n.Load() }
 
+// Record calls fn with every query and exec sent from now on (nil stops);
+// tests use it to EXPLAIN exactly what the server runs.
+func (c *Counter) Record(fn func(query string, args []driver.NamedValue)) {
+	if fn == nil {
+		c.record.Store(nil)
+		return
+	}
+	c.record.Store(&fn)
+}
+
 func (c *Counter) add() { c.n.Add(1) }
+
+func (c *Counter) addQuery(query string, args []driver.NamedValue) {
+	c.n.Add(1)
+	if fn := c.record.Load(); fn != nil {
+		(*fn)(query, args)
+	}
+}
 
 // countingConnector wraps a driver's connector so that every statement on
 // every pooled connection is counted, whichever code path sent it (ent,
@@ -91,7 +111,7 @@ func (c *countingConn) ExecContext(ctx context.Context, query string, args []dri
 	}
 	res, err := e.ExecContext(ctx, query, args)
 	if err != driver.ErrSkip {
-		c.c.add()
+		c.c.addQuery(query, args)
 	}
 	return res, err
 }
@@ -103,7 +123,7 @@ func (c *countingConn) QueryContext(ctx context.Context, query string, args []dr
 	}
 	rows, err := q.QueryContext(ctx, query, args)
 	if err != driver.ErrSkip {
-		c.c.add()
+		c.c.addQuery(query, args)
 	}
 	return rows, err
 }
