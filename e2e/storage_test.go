@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/parley-chat/parley/internal/apptest"
+	"github.com/parley-chat/parley/internal/database"
 )
 
 // dbNoInternal fails when r carries INTERNAL_SERVER_ERROR: input a client
@@ -163,31 +164,13 @@ func TestConcurrentEditAndDelete(t *testing.T) {
 	htOK(t, htPost(t, s, bob.Token, `query($c: ID!) { conversation(id: $c) { messages { totalCount } } }`,
 		map[string]any{"c": conv}), &n)
 	var deleted int
-	err := s.App.DB.SQL.QueryRow(dbRebind(s, `SELECT COUNT(*) FROM message_events WHERE conversation_id = ? AND type = 'DELETED'`), conv).Scan(&deleted)
+	err := s.App.DB.SQL.QueryRow(database.Rebind(s.App.DB.Dialect, `SELECT COUNT(*) FROM message_events WHERE conversation_id = ? AND type = 'DELETED'`), conv).Scan(&deleted)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if deleted != n.Conversation.Messages.TotalCount {
 		t.Errorf("%d DELETED events for %d deleted messages", deleted, n.Conversation.Messages.TotalCount)
 	}
-}
-
-// dbRebind turns ? placeholders into PostgreSQL's $n where needed.
-func dbRebind(s *apptest.Server, q string) string {
-	if s.App.DB.Dialect != "postgres" {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // Two sends racing for the same upload: one gets it, the other is refused,

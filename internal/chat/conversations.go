@@ -14,7 +14,7 @@ import (
 	"github.com/parley-chat/parley/ent/participant"
 	"github.com/parley-chat/parley/ent/user"
 	"github.com/parley-chat/parley/internal/events"
-	"github.com/parley-chat/parley/internal/loader"
+	"github.com/parley-chat/parley/internal/database"
 )
 
 // Inbox event types of conversation events.
@@ -305,7 +305,7 @@ func (s *Service) MessagingStats(ctx context.Context, viewer string) (*Stats, er
 	q := `SELECT COUNT(*), COUNT(DISTINCT m.conversation_id) FROM participants p
 JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq > p.last_read_seq
 WHERE p.user_id = ? AND m.sender_id <> ? AND m.deleted_at IS NULL`
-	rows, err := s.db.QueryContext(ctx, loader.Rebind(s.dialect, q), viewer, viewer)
+	rows, err := s.db.QueryContext(ctx, database.Rebind(s.dialect, q), viewer, viewer)
 	if err != nil {
 		return nil, fmt.Errorf("unread stats: %w", err)
 	}

@@ -121,3 +121,22 @@ func (d *DB) Ping(ctx context.Context) error { return d.SQL.PingContext(ctx) }
 
 // Close closes the pool.
 func (d *DB) Close() error { return d.Client.Close() }
+
+// Rebind turns ? placeholders into PostgreSQL's $n ones when the dialect
+// needs them, so hand-written SQL is written once for both databases.
+func Rebind(dialect, q string) string {
+	if dialect != "postgres" {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

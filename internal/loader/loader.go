@@ -19,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/ent/attachment"
 	"github.com/parley-chat/parley/ent/conversation"
 	"github.com/parley-chat/parley/ent/user"
+	"github.com/parley-chat/parley/internal/database"
 )
 
 // batchWait is how long a loader collects keys before querying. gqlgen
@@ -189,7 +190,7 @@ u.username, u.display_name, u.avatar_url, u.created_at
 FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id IN (` + placeholders(len(args)) + `)
 ORDER BY p.conversation_id, p.joined_at, p.id`
-	rows, err := f.db.QueryContext(ctx, Rebind(f.dialect, q), args...)
+	rows, err := f.db.QueryContext(ctx, database.Rebind(f.dialect, q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("participants: %w", err)
 	}
@@ -227,7 +228,7 @@ func (f *Factory) messagesWithSenders(ctx context.Context, l *Loaders, ids []str
 u.username, u.display_name, u.avatar_url, u.created_at
 FROM messages m JOIN users u ON u.id = m.sender_id
 WHERE m.id IN (` + placeholders(len(args)) + `)`
-	rows, err := f.db.QueryContext(ctx, Rebind(f.dialect, q), args...)
+	rows, err := f.db.QueryContext(ctx, database.Rebind(f.dialect, q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
@@ -371,7 +372,7 @@ JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = ?
 WHERE m.sender_id <> ? AND m.deleted_at IS NULL AND m.seq > p.last_read_seq
 AND m.conversation_id IN (` + strings.Join(marks, ",") + `)
 GROUP BY m.conversation_id`
-	rows, err := f.db.QueryContext(ctx, Rebind(f.dialect, q), args...)
+	rows, err := f.db.QueryContext(ctx, database.Rebind(f.dialect, q), args...)
 	if err != nil {
 		return fmt.Errorf("count unread: %w", err)
 	}
@@ -385,24 +386,6 @@ GROUP BY m.conversation_id`
 		into[UnreadKey(viewer, conv)] = n
 	}
 	return rows.Err()
-}
-
-// Rebind turns ? placeholders into PostgreSQL's $n ones when needed.
-func Rebind(dialect, q string) string {
-	if dialect != "postgres" {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // slot is put in the context once per response; the loaders in it are made
