@@ -13,8 +13,8 @@ import (
 	"github.com/parley-chat/parley/ent/message"
 	"github.com/parley-chat/parley/ent/participant"
 	"github.com/parley-chat/parley/ent/user"
-	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/internal/database"
+	"github.com/parley-chat/parley/internal/events"
 )
 
 // Inbox event types of conversation events.
