@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/database"
 	"github.com/parley-chat/parley/internal/seed"
+	"github.com/parley-chat/parley/internal/tracing"
 )
 
 func main() {
@@ -64,6 +65,20 @@ func run(args []string) error {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	stopTracing, err := tracing.Setup(ctx) // OTEL_* variables; off without them
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
+	if tracing.Enabled() {
+		log.Info("tracing: exporting spans over OTLP/HTTP")
+	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err

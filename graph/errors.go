@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -71,11 +72,14 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				// API.md's vocabulary has one code for documents the server
 				// will not run; the specific reason stays alongside it.
 				gqlErr.Extensions["reason"] = gqlErr.Extensions["code"]
+				if strings.HasPrefix(gqlErr.Message, "exceeded token limit") { // MAX_TOKENS
+					gqlErr.Extensions["reason"] = "TOKEN_LIMIT_EXCEEDED"
+				}
 				setCode(gqlErr, CodeValidationFailed)
 			}
 			return gqlErr
 		}
-		log.ErrorContext(ctx, "internal error", "err", err, "path", gqlErr.Path.String())
+		log.ErrorContext(ctx, "internal error", "err", err, "path", gqlErr.Path.String(), logOperation(ctx))
 		gqlErr.Message = "internal server error"
 		gqlErr.Extensions = map[string]any{"code": CodeInternal}
 		return gqlErr
@@ -100,7 +104,7 @@ func setCode(e *gqlerror.Error, code string) {
 // Recover turns a panic in a resolver into a masked internal error.
 func Recover(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, v any) error {
-		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(v), "stack", string(debug.Stack()), logOperation(ctx))
 		return errors.New("internal panic")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 )
 
 // forward converts a service stream into gqlgen's channel. An item carrying
@@ -12,16 +11,21 @@ import (
 // message (graphql-transport-ws "error", SSE "next" with errors).
 func forward[In, Out any](ctx context.Context, present graphql.ErrorPresenterFunc, in <-chan In, conv func(In) (*Out, error)) <-chan *Out {
 	out := make(chan *Out)
+	ended := streamStarted(ctx)
 	go func() {
 		defer close(out)
+		defer ended()
 		for it := range in {
 			v, err := conv(it)
 			if err != nil {
-				transport.AddSubscriptionError(ctx, present(ctx, err))
+				gqlErr := present(ctx, err)
+				streamFailed(ctx, gqlErr)
+				endStream(ctx, gqlErr) // streamend.go
 				return
 			}
 			select {
 			case out <- v:
+				streamDelivered(ctx, it)
 			case <-ctx.Done():
 				return
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/parley-chat/parley/internal/events/redisbroker"
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/loader"
+	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/ratelimit"
 )
 
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	for _, opt := range opts {
 		opt(&o)
 	}
+	log = httpapi.ContextLogger(log) // request_id (and trace_id) on request-scoped lines
 	if !cfg.JWTSecretSet {
 		log.Warn("JWT_SECRET is not set: using a random secret; tokens die with this process and other replicas cannot verify them")
 	}
@@ -102,11 +104,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	loaders := loader.NewFactory(db.Client, db.Dialect)
 	newScope := func() any { return loaders.NewShared() }
 	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	db.Statements.Time(m.SQL)
 	checks := []httpapi.Check{{Name: "database", Fn: db.Ping}}
 	var (
 		hub     *events.Hub
 		broker  events.Broker       = events.NewMemoryBroker()
 		limiter httpapi.RateLimiter = ratelimit.NewMemory()
+		apq     httpapi.APQCache    // nil: persisted queries stay in process
 	)
 	if cfg.RedisURL != "" {
 		rdb, err := newRedis(cfg)
@@ -122,6 +127,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			OnConnect: func() { hub.RequestResync() },
 		})
 		broker, limiter = rb, ratelimit.NewRedis(rdb, cfg.RedisPrefix)
+		apq = httpapi.NewRedisAPQCache(rdb, cfg.RedisPrefix, cfg.APQTTL, log)
 		checks = append(checks, httpapi.Check{Name: "redis", Fn: rb.Check})
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -155,7 +161,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	tokens := auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)
 
 	svc := chat.New(chat.Config{
-		DB: db.Client, Dialect: db.Dialect, Broker: broker, Tokens: tokens, Files: files,
+		DB: db.Client, Dialect: db.Dialect, Broker: m.Broker(broker), Tokens: tokens, Files: files,
 		Limits: limits, Logger: log, NewScope: newScope,
 	})
 	hub = events.NewHub(events.HubConfig{
@@ -164,6 +170,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	})
 	svc.AttachHub(hub)
 	a.Chat, a.Hub = svc, hub
+	m.WatchHub(hub)
 
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "parley_sql_statements_total",
@@ -179,14 +186,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth,
 		DefaultPage:   limits.DefaultPageSize,
 		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval,
+		WSWriteTimeout: cfg.WSWriteTimeout, WSMaxConnsPerUser: cfg.WSMaxConnsPerUser, AllowedOrigins: cfg.AllowedOrigins,
+		MaxAliases: cfg.MaxAliases, MaxFields: cfg.MaxFields, MaxTokens: cfg.MaxTokens, DisableIntrospection: !cfg.Introspection, APQCache: apq,
 		Limits: httpapi.RateLimits{
-			Limiter: limiter, Mutations: cfg.RateMutations, Connections: cfg.RateConnections, Auth: cfg.RateAuth, Logger: log,
+			Limiter: limiter, Mutations: cfg.RateMutations, Connections: cfg.RateConnections, Auth: cfg.RateAuth, Logger: log, Metrics: m,
 		},
+		Metrics: m,
 	})
 	a.Handler = httpapi.New(httpapi.Config{
 		GraphQL: gql, Chat: svc, Tokens: tokens, Registry: reg, Logger: log,
 		MaxRequestBytes: cfg.MaxRequestBytes, Draining: &a.draining, TrustForwarded: cfg.TrustForwarded,
-		Checks: checks,
+		Checks: checks, AllowedOrigins: cfg.AllowedOrigins,
 	})
 
 	hubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

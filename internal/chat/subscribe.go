@@ -24,6 +24,7 @@ type MessageEventItem struct {
 	// or broker event (see events.Delivery.Scope).
 	Scope any
 	Err   error
+	Live
 }
 
 // MessageEvents streams a conversation's message events in sequence order,
@@ -97,7 +98,7 @@ func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID stri
 					continue
 				}
 				if !st.send(MessageEventItem{Type: d.Type, Seq: d.Seq, Cursor: EventCursor(conversationID, d.Seq),
-					MessageID: d.MessageID, Scope: d.Scope()}) {
+					MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}) {
 					return
 				}
 				st.last = d.Seq
@@ -176,6 +177,7 @@ type InboxItem struct {
 	UserID         string
 	Scope          any
 	Err            error
+	Live
 }
 
 var inboxTypes = map[string]string{
@@ -212,7 +214,7 @@ func (s *Service) Inbox(ctx context.Context, viewer string) (<-chan InboxItem, e
 				if d.Kind == events.KindMessage {
 					typ = inboxTypes[d.Type]
 				}
-				it := InboxItem{Type: typ, ConversationID: d.ConversationID, MessageID: d.MessageID, Scope: d.Scope()}
+				it := InboxItem{Type: typ, ConversationID: d.ConversationID, MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}
 				if d.Kind == events.KindConversation {
 					it.UserID = d.UserID
 				}
@@ -231,6 +233,7 @@ type TypingItem struct {
 	UserID         string
 	Typing         bool
 	Err            error
+	Live
 }
 
 // Typing streams typing states of the other participants of a conversation.
@@ -306,7 +309,7 @@ func (s *Service) Typing(ctx context.Context, viewer, conversationID string) (<-
 				if d.Typing == wasTyping && d.Typing {
 					continue // a refresh: nothing changed for the client
 				}
-				if !send(TypingItem{ConversationID: conversationID, UserID: d.UserID, Typing: d.Typing}) {
+				if !send(TypingItem{ConversationID: conversationID, UserID: d.UserID, Typing: d.Typing, Live: live(d)}) {
 					return
 				}
 			}

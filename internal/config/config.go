@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +32,20 @@ type Config struct {
 	MaxRequestBytes int64
 	MaxComplexity   int
 	MaxDepth        int
+	MaxAliases      int
+	MaxFields       int
+	MaxTokens       int
+	Introspection   bool
+	APQTTL          time.Duration
 
 	TypingTTL       time.Duration
 	WSInitTimeout   time.Duration
 	WSPingInterval  time.Duration
 	ShutdownTimeout time.Duration
+
+	WSWriteTimeout    time.Duration
+	WSMaxConnsPerUser int
+	AllowedOrigins    []string // cross origins allowed (CORS, WebSocket); "*" any
 
 	DBMaxOpenConns    int
 	DBMaxIdleConns    int
@@ -76,9 +86,16 @@ var Vars = []Var{
 	{"MAX_REQUEST_BYTES", "1048576", "largest JSON request body"},
 	{"MAX_COMPLEXITY", "10000", "largest query complexity: each field costs 1, paginated fields multiply their selection by the page size"},
 	{"MAX_DEPTH", "12", "deepest field nesting of an operation (introspection exempt)"},
+	{"MAX_ALIASES", "50", "most aliased fields (`a: me`) in one operation, fragments counted at every spread"},
+	{"MAX_FIELDS", "1000", "most fields a GraphQL document expands to, fragments counted at every spread, checked before validation"},
+	{"MAX_TOKENS", "10000", "most lexical tokens in one GraphQL document (names, punctuation, values), checked while parsing"},
+	{"INTROSPECTION", "true", "answer `__schema` and `__type` (GraphiQL's docs need it); `false` refuses them and the \"did you mean\" hints, recommended in production"},
+	{"APQ_TTL", "24h", "how long Redis keeps an automatic persisted query after it was registered (without Redis: an in-process LRU of 1000)"},
 	{"TYPING_TTL", "6s", "a typing state ends by itself when not refreshed for this long"},
 	{"WS_INIT_TIMEOUT", "10s", "time a WebSocket client has to send connection_init"},
 	{"WS_PING_INTERVAL", "25s", "keep-alive interval on WebSockets (ping / ka)"},
+	{"WS_WRITE_TIMEOUT", "10s", "a WebSocket write blocked this long (the client stopped reading) closes the socket with 1013"},
+	{"WS_MAX_CONNECTIONS_PER_USER", "20", "open WebSockets per user (per replica); over it connection_init is answered by closing with 4429"},
 	{"SHUTDOWN_TIMEOUT", "15s", "how long SIGTERM waits for in-flight requests"},
 	{"DB_MAX_OPEN_CONNS", "16", "database connection pool size (per replica)"},
 	{"DB_MAX_IDLE_CONNS", "16", "idle connections kept in the pool"},
@@ -97,6 +114,7 @@ var Vars = []Var{
 	{"RATE_LIMIT_AUTH", "20/m", "register and login mutations per client IP"},
 	{"RATE_LIMIT_AUTH_BURST", "20", "register and login mutations an IP may send at once"},
 	{"TRUST_FORWARDED_FOR", "false", "take the client IP from X-Forwarded-For (only behind a proxy that sets it)"},
+	{"ALLOWED_ORIGINS", "empty: same origin only", "comma-separated browser origins allowed cross-origin (CORS and WebSocket upgrades): `https://app.example.com`, host patterns such as `*.example.com` or `localhost:*`, or `*` for any; clients that send no Origin are always served"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "json", "json or text"},
 }
@@ -136,9 +154,15 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		MaxRequestBytes:   num("MAX_REQUEST_BYTES", "1048576"),
 		MaxComplexity:     int(num("MAX_COMPLEXITY", "10000")),
 		MaxDepth:          int(num("MAX_DEPTH", "12")),
+		MaxAliases:        int(num("MAX_ALIASES", "50")),
+		MaxFields:         int(num("MAX_FIELDS", "1000")),
+		MaxTokens:         int(num("MAX_TOKENS", "10000")),
+		APQTTL:            dur("APQ_TTL", "24h"),
 		TypingTTL:         dur("TYPING_TTL", "6s"),
 		WSInitTimeout:     dur("WS_INIT_TIMEOUT", "10s"),
 		WSPingInterval:    dur("WS_PING_INTERVAL", "25s"),
+		WSWriteTimeout:    dur("WS_WRITE_TIMEOUT", "10s"),
+		WSMaxConnsPerUser: int(num("WS_MAX_CONNECTIONS_PER_USER", "20")),
 		ShutdownTimeout:   dur("SHUTDOWN_TIMEOUT", "15s"),
 		DBMaxOpenConns:    int(num("DB_MAX_OPEN_CONNS", "16")),
 		DBMaxIdleConns:    int(num("DB_MAX_IDLE_CONNS", "16")),
@@ -167,6 +191,27 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		c.TrustForwarded = v == "true"
 	default:
 		errs = append(errs, "TRUST_FORWARDED_FOR: want true or false")
+	}
+	for _, o := range strings.Split(get("ALLOWED_ORIGINS", ""), ",") {
+		o = strings.TrimSuffix(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		host := o
+		if _, h, ok := strings.Cut(o, "://"); ok {
+			host = h
+		}
+		if _, err := path.Match(o, ""); err != nil || host == "" || strings.Contains(host, "/") {
+			errs = append(errs, fmt.Sprintf("ALLOWED_ORIGINS: %q: want an origin such as https://app.example.com, a host pattern such as *.example.com, or *", o))
+		} else {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
+	switch v := get("INTROSPECTION", "true"); v {
+	case "true", "false":
+		c.Introspection = v == "true"
+	default:
+		errs = append(errs, "INTROSPECTION: want true or false")
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, "LOG_LEVEL: want debug, info, warn or error")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"sync/atomic"
+	"time"
 )
 
 // Counter counts the SQL statements this process sends, as the database
@@ -12,6 +13,7 @@ import (
 type Counter struct {
 	n      atomic.Int64
 	record atomic.Pointer[func(query string, args []driver.NamedValue)]
+	timer  atomic.Pointer[func(time.Duration)]
 }
 
 // Load returns the number of statements sent so far.
@@ -25,6 +27,22 @@ func (c *Counter) Record(fn func(query string, args []driver.NamedValue)) {
 		return
 	}
 	c.record.Store(&fn)
+}
+
+// Time calls fn with the duration of every query and exec sent from now on
+// (for queries, until the driver returns the rows; nil stops).
+func (c *Counter) Time(fn func(time.Duration)) {
+	if fn == nil {
+		c.timer.Store(nil)
+		return
+	}
+	c.timer.Store(&fn)
+}
+
+func (c *Counter) timed(start time.Time) {
+	if fn := c.timer.Load(); fn != nil {
+		(*fn)(time.Since(start))
+	}
 }
 
 func (c *Counter) add() { c.n.Add(1) }
@@ -109,8 +127,10 @@ func (c *countingConn) ExecContext(ctx context.Context, query string, args []dri
 	if !ok {
 		return nil, driver.ErrSkip
 	}
+	start := time.Now()
 	res, err := e.ExecContext(ctx, query, args)
 	if err != driver.ErrSkip {
+		c.c.timed(start)
 		c.c.addQuery(query, args)
 	}
 	return res, err
@@ -121,8 +141,10 @@ func (c *countingConn) QueryContext(ctx context.Context, query string, args []dr
 	if !ok {
 		return nil, driver.ErrSkip
 	}
+	start := time.Now()
 	rows, err := q.QueryContext(ctx, query, args)
 	if err != driver.ErrSkip {
+		c.c.timed(start)
 		c.c.addQuery(query, args)
 	}
 	return rows, err
@@ -187,6 +209,7 @@ type countingStmt struct {
 
 func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	s.c.add()
+	defer s.c.timed(time.Now())
 	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
 		return e.ExecContext(ctx, args)
 	}
@@ -200,6 +223,7 @@ func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue
 
 func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	s.c.add()
+	defer s.c.timed(time.Now())
 	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
 		return q.QueryContext(ctx, args)
 	}

@@ -55,6 +55,7 @@ type Hub struct {
 	cfg     HubConfig
 	inbound chan Event
 	dropped atomic.Int64
+	lagging atomic.Int64 // events not offered to lagging subscriptions
 	resync  chan struct{}
 	// seen is the highest message sequence dispatched per conversation;
 	// only the dispatch goroutine touches it.
@@ -163,6 +164,10 @@ func (h *Hub) resyncNow(ctx context.Context) {
 // Dropped reports how many events the hub discarded because its inbound
 // queue was full (message subscribers recover them from the database).
 func (h *Hub) Dropped() int64 { return h.dropped.Load() }
+
+// LaggingDrops reports how many deliveries were skipped because the
+// subscription's queue was full (the subscription is then cut off).
+func (h *Hub) LaggingDrops() int64 { return h.lagging.Load() }
 
 func (h *Hub) enqueue(e Event) {
 	select {
@@ -298,6 +303,7 @@ func (s *Subscription) offer(d *Delivery) {
 	select {
 	case s.ch <- d:
 	default:
+		s.hub.lagging.Add(1)
 		s.lagOnce.Do(func() {
 			close(s.lagged)
 			// Removing takes the write lock: do it outside the dispatch.

@@ -10,7 +10,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/loader"
+	"github.com/parley-chat/parley/internal/metrics"
 )
 
 // CloseForbidden is the WebSocket close code for a missing or bad token in
@@ -34,6 +34,18 @@ type GraphQLOptions struct {
 	WSInitTimeout  time.Duration
 	WSPingInterval time.Duration
 	Limits         RateLimits
+	// Operation limits of limits.go and the persisted-query store of apq.go.
+	MaxAliases           int
+	MaxFields            int
+	MaxTokens            int
+	DisableIntrospection bool
+	APQCache             APQCache // shared (Redis) tier; nil: in-process only
+	// WebSocket hygiene of websocket.go.
+	WSWriteTimeout    time.Duration
+	WSMaxConnsPerUser int
+	AllowedOrigins    []string
+	// Metrics of observe.go; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // NewGraphQL builds the gqlgen server with explicit transports. SSE comes
@@ -44,24 +56,26 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 		Resolvers:  graph.NewResolver(svc, log),
 		Complexity: graph.Complexity(opt.DefaultPage),
 	}))
-	srv.AddTransport(transport.Websocket{
+	srv.AddTransport(newWebSocket(log, opt, transport.Websocket{ // websocket.go
 		InitFunc:              wsInit(svc, opt.Limits),
 		InitTimeout:           opt.WSInitTimeout,
 		KeepAlivePingInterval: opt.WSPingInterval, // legacy graphql-ws "ka"
 		PingPongInterval:      opt.WSPingInterval, // graphql-transport-ws ping/pong
-	})
+	}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.SSE{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: opt.MaxUploadBytes + 1<<20, MaxMemory: 1 << 20})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.AddTransport(guardTransport(log, transport.MultipartForm{MaxUploadSize: opt.MaxUploadBytes + 1<<20, MaxMemory: 1 << 20})) // transport_guard.go
+	// First, so that its parameter hook sees even documents a later one refuses.
+	srv.Use(newObserver(opt.Metrics)) // metrics, log fields, spans (observe.go)
+	srv.Use(newPersistedQueries(opt.APQCache))
+	useOperationLimits(srv, svc, opt) // query cache, tokens, fields, aliases, introspection… (limits.go)
 	srv.Use(depthLimit{max: opt.MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(opt.MaxComplexity))
 	srv.SetErrorPresenter(graph.ErrorPresenter(log))
 	srv.SetRecoverFunc(graph.Recover(log))
+	srv.AroundOperations(graph.StreamEnds) // a stream's last error, from the reading goroutine
 	// Fresh loaders for every response: one per HTTP request, and one per
 	// event of a subscription, so nothing cached outlives what it served.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {

@@ -43,6 +43,8 @@ type Config struct {
 	TrustForwarded bool
 	// Draining is set when shutdown has begun: /readyz fails from then on.
 	Draining *atomic.Bool
+	// AllowedOrigins are the cross origins given CORS (cors.go).
+	AllowedOrigins []string
 }
 
 // New returns the service's whole HTTP surface.
@@ -56,7 +58,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("GET /readyz", readyz(cfg.Checks, cfg.Draining))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	mux.Handle("/", web.GraphiQL())
-	return logRequests(cfg.Logger, withClientIP(cfg.TrustForwarded, authenticate(cfg.Tokens, mux)))
+	return logRequests(cfg.Logger, traceRequests(withClientIP(cfg.TrustForwarded, authenticate(cfg.Tokens, newOriginPolicy(cfg.AllowedOrigins).cors(mux)))))
 }
 
 // authenticate puts the viewer of a valid Bearer token in the context. A
@@ -96,6 +98,9 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 			return
 		case (mt == "application/json" || mt == "") && !json.Valid(body):
 			writeGraphQLError(w, http.StatusBadRequest, "BAD_USER_INPUT", "request body is not valid JSON")
+			return
+		case (mt == "application/json" || mt == "") && isBatch(body): // limits.go
+			writeGraphQLError(w, http.StatusBadRequest, "BAD_USER_INPUT", batchingNotSupportedErrMsg)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -229,6 +234,8 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		ctx, info := withRequestInfo(r.Context()) // filled in by observe.go
+		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		start := time.Now()
 		next.ServeHTTP(sw, r)
@@ -238,10 +245,10 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		} else if r.URL.Path == "/graphql" || strings.HasPrefix(r.URL.Path, "/attachments/") {
 			level = slog.LevelInfo
 		}
-		log.LogAttrs(r.Context(), level, "request",
+		log.LogAttrs(r.Context(), level, "request", append([]slog.Attr{
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes),
 			slog.String("duration", time.Since(start).String()),
-			slog.String("ws", strconv.FormatBool(r.Header.Get("Upgrade") != "")))
+			slog.String("ws", strconv.FormatBool(r.Header.Get("Upgrade") != ""))}, info.attrs()...)...)
 	})
 }

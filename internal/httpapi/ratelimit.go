@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/ratelimit"
 )
 
@@ -35,6 +36,7 @@ type RateLimits struct {
 	Connections ratelimit.Rate // new WebSockets per user
 	Auth        ratelimit.Rate // register and login per client IP
 	Logger      *slog.Logger
+	Metrics     *metrics.Metrics // nil: not counted
 }
 
 // allow counts one event. A limiter that fails (Redis down) lets the event
@@ -46,9 +48,26 @@ func (l RateLimits) allow(ctx context.Context, key string, r ratelimit.Rate) (ra
 	d, err := l.Limiter.Allow(ctx, key, r)
 	if err != nil {
 		l.Logger.WarnContext(ctx, "rate limiter unavailable; allowing", "err", err)
+		l.Metrics.RateLimiterError()
 		return ratelimit.Decision{Allowed: true}, true
 	}
+	if !d.Allowed {
+		l.Metrics.RateLimited(limitName(key))
+	}
 	return d, d.Allowed
+}
+
+// limitName names the limit a key counts against, for metrics.
+func limitName(key string) string {
+	switch prefix, _, _ := strings.Cut(key, ":"); prefix {
+	case "mut":
+		return "mutations"
+	case "auth":
+		return "auth"
+	case "ws":
+		return "connections"
+	}
+	return "other"
 }
 
 func rateLimited(what string, d ratelimit.Decision) error {

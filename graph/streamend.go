@@ -1,0 +1,76 @@
+package graph
+
+import (
+	"context"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// The error that ends a subscription stream (SLOW_CONSUMER, NOT_FOUND after
+// leaving…) is produced by forward's goroutine but must reach the transport
+// in the goroutine that reads the stream: gqlgen's WebSocket transport reads
+// its subscription errors there without a lock (so adding one from another
+// goroutine races with a connection closing at the same moment), and its
+// SSE transport has no such list at all (adding to it panics). StreamEnds
+// hands the error over under a lock, once the stream has ended.
+
+type streamEndKey struct{}
+
+type streamEnd struct {
+	mu  sync.Mutex
+	err *gqlerror.Error
+}
+
+// endStream records err as the stream's last message; forward then closes
+// the stream.
+func endStream(ctx context.Context, err *gqlerror.Error) {
+	if st, ok := ctx.Value(streamEndKey{}).(*streamEnd); ok {
+		st.mu.Lock()
+		st.err = err
+		st.mu.Unlock()
+		return
+	}
+	// Without StreamEnds (a server built elsewhere): the WebSocket way, which
+	// panics on other transports.
+	defer func() { _ = recover() }()
+	transport.AddSubscriptionError(ctx, err)
+}
+
+// StreamEnds is an operation middleware (handler.Server.AroundOperations)
+// that delivers the error ending a subscription from the reading goroutine:
+// as the "error" message on WebSockets, as a last "next" with errors on SSE.
+func StreamEnds(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	oc := graphql.GetOperationContext(ctx)
+	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+		return next(ctx)
+	}
+	st := &streamEnd{}
+	responses := next(context.WithValue(ctx, streamEndKey{}, st))
+	websocket := oc.Headers.Get("Upgrade") != ""
+	ended := false
+	return func(ctx context.Context) *graphql.Response {
+		if ended {
+			return nil
+		}
+		if r := responses(ctx); r != nil {
+			return r
+		}
+		ended = true
+		st.mu.Lock()
+		err := st.err
+		st.mu.Unlock()
+		switch {
+		case err == nil:
+			return nil
+		case websocket:
+			transport.AddSubscriptionError(ctx, err) // read by this goroutine next
+			return nil
+		default:
+			return &graphql.Response{Errors: gqlerror.List{err}}
+		}
+	}
+}
