@@ -119,6 +119,8 @@ func start(t testing.TB, opts []app.Option, env []string) *Server {
 		"RATE_LIMIT_AUTH":        "off",
 		"RATE_LIMIT_MUTATIONS":   "off",
 		"RATE_LIMIT_CONNECTIONS": "off",
+		// Some tests open many sockets as one user.
+		"WS_MAX_CONNECTIONS_PER_USER": "1000",
 	}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
