@@ -734,7 +734,8 @@ func hsProbe(ctx context.Context, c *websocket.Conn, proto string) (answered boo
 // process's goroutines.
 func TestHostileConnectionFlood(t *testing.T) {
 	const flood = 300
-	s := apptest.Start(t, "RATE_LIMIT_CONNECTIONS=1/s", "RATE_LIMIT_CONNECTIONS_BURST=20") // the defaults
+	// The defaults (apptest turns them off or up).
+	s := apptest.Start(t, "RATE_LIMIT_CONNECTIONS=1/s", "RATE_LIMIT_CONNECTIONS_BURST=20", "WS_MAX_CONNECTIONS_PER_USER=20")
 	alice, bob := htUser(t, s, "alice"), htUser(t, s, "bob")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
