@@ -214,8 +214,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 // first, in-flight requests get up to ShutdownTimeout, and WebSocket and SSE
 // streams are closed.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	streams, closeStreams := context.WithCancel(context.Background())
-	defer closeStreams()
+	streams, closeStreams := context.WithCancelCause(context.Background())
+	defer closeStreams(httpapi.ErrShuttingDown)
 	srv := &http.Server{
 		Handler:           a.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -236,7 +236,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	// Long-lived streams never finish by themselves: end them so that
 	// Shutdown only waits for ordinary requests.
-	closeStreams()
+	closeStreams(httpapi.ErrShuttingDown)
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

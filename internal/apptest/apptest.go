@@ -24,6 +24,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/app"
 	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/testinfra"
 )
 
@@ -34,7 +35,7 @@ type Server struct {
 	t   testing.TB
 
 	ts         *httptest.Server
-	endStreams context.CancelFunc
+	endStreams context.CancelCauseFunc
 	stopOnce   sync.Once
 }
 
@@ -140,7 +141,7 @@ func start(t testing.TB, opts []app.Option, env []string) *Server {
 	}
 	// Streams (WebSocket, SSE) end when this context does, as they do in a
 	// replica shutting down.
-	streams, endStreams := context.WithCancel(context.Background())
+	streams, endStreams := context.WithCancelCause(context.Background())
 	ts := httptest.NewUnstartedServer(a.Handler)
 	ts.Config.BaseContext = func(net.Listener) context.Context { return streams }
 	ts.Start()
@@ -154,7 +155,7 @@ func start(t testing.TB, opts []app.Option, env []string) *Server {
 // afterwards, is harmless.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
-		s.endStreams()
+		s.endStreams(httpapi.ErrShuttingDown)
 		s.ts.CloseClientConnections()
 		s.ts.Close()
 		s.App.Close()

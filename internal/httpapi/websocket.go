@@ -167,8 +167,14 @@ func (c *wsConn) Accept(w http.ResponseWriter, r *http.Request, o transport.Webs
 	}
 	c.mu.Unlock()
 	// The request's context ends when the server shuts down (its
-	// BaseContext is cancelled): tell the client to reconnect elsewhere.
-	c.stopWatch = context.AfterFunc(c.reqCtx, func() { c.closeWith(CloseServiceRestart, reasonRestart) })
+	// BaseContext is cancelled with ErrShuttingDown): tell the client to
+	// reconnect elsewhere. It also ends when gqlgen returns for any other
+	// reason; that is no restart.
+	c.stopWatch = context.AfterFunc(c.reqCtx, func() {
+		if shuttingDown(c.reqCtx) {
+			c.closeWith(CloseServiceRestart, reasonRestart)
+		}
+	})
 	if p := conn.Subprotocol(); (p == "" || p == "graphql-ws") && c.t.pingInterval > 0 {
 		go c.pingLoop()
 	}
@@ -354,11 +360,20 @@ func (c *wsConn) WriteJSON(v any) error {
 	return c.conn.Write(context.Background(), websocket.MessageText, data)
 }
 
+// ErrShuttingDown is the cause with which a server cancels its streams
+// base context when it shuts down; streams ended with it tell clients to
+// reconnect (WebSocket close code 1012).
+var ErrShuttingDown = errors.New("server shutting down")
+
+func shuttingDown(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), ErrShuttingDown)
+}
+
 // WriteClose closes with gqlgen's code, except that the normal closure
 // gqlgen sends when the request's context ends becomes 1012 if the server
 // is shutting down.
 func (c *wsConn) WriteClose(code int, reason string) error {
-	if code == transport.WebsocketCloseNormalClosure && c.reqCtx.Err() != nil {
+	if code == transport.WebsocketCloseNormalClosure && shuttingDown(c.reqCtx) {
 		code, reason = CloseServiceRestart, reasonRestart
 	}
 	c.closeWith(code, reason)
