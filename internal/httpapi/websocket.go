@@ -9,12 +9,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
+
+	"github.com/parley-chat/parley/internal/metrics"
 
 	"github.com/parley-chat/parley/internal/auth"
 )
@@ -51,6 +54,7 @@ type webSocket struct {
 	maxPerUser   int           // open connections per user on this replica (4429); 0: no cap
 	origins      originPolicy
 	log          *slog.Logger
+	metrics      *metrics.Metrics
 
 	mu      sync.Mutex
 	perUser map[string]int
@@ -64,7 +68,7 @@ func newWebSocket(log *slog.Logger, opt GraphQLOptions, base transport.Websocket
 	t := &webSocket{
 		base: base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
 		pingInterval: base.KeepAlivePingInterval, maxPerUser: opt.WSMaxConnsPerUser,
-		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{},
+		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{}, metrics: opt.Metrics,
 	}
 	t.base.InitTimeout = 0
 	if t.log == nil {
@@ -136,6 +140,8 @@ type wsConn struct {
 	readTimer *time.Timer
 	stopWatch func() bool
 	user      string // counted against the per-user cap
+	closedHow string // "peer", "dead" or the close code sent, for metrics
+	closed    func(how string)
 }
 
 var (
@@ -161,6 +167,7 @@ func (c *wsConn) Accept(w http.ResponseWriter, r *http.Request, o transport.Webs
 		return nil, err
 	}
 	c.conn = conn
+	c.closed = c.t.metrics.WSOpened()
 	c.mu.Lock()
 	if c.t.initTimeout > 0 {
 		c.initTimer = time.AfterFunc(c.t.initTimeout, c.initTimedOut)
@@ -188,7 +195,14 @@ func (c *wsConn) release() {
 	c.stopTimersLocked()
 	user := c.user
 	c.user = ""
+	how, closed := c.closedHow, c.closed
 	c.mu.Unlock()
+	if closed != nil {
+		if how == "" {
+			how = "peer"
+		}
+		closed(how)
+	}
 	if c.stopWatch != nil {
 		c.stopWatch()
 	}
@@ -282,6 +296,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	if !c.beginClose() {
 		return
 	}
+	c.setClosedHow(strconv.Itoa(code))
 	go func() { _ = c.conn.Close(websocket.StatusCode(code), reason) }()
 }
 
@@ -291,8 +306,15 @@ func (c *wsConn) dropDeadPeer() {
 	if !c.beginClose() {
 		return
 	}
+	c.setClosedHow("dead")
 	c.t.log.Info("dropping a WebSocket whose client stopped answering pings", "user", user)
 	_ = c.conn.CloseNow()
+}
+
+func (c *wsConn) setClosedHow(how string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closedHow = how
 }
 
 func (c *wsConn) viewer() string {

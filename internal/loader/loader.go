@@ -185,9 +185,18 @@ func (f *Factory) participantsWithUsers(ctx context.Context, l *Loaders, convers
 	for i, id := range conversationIDs {
 		args[i] = id
 	}
+	join := "JOIN users u ON u.id = p.user_id"
+	if f.dialect == "postgres" {
+		// A page's few hundred participants are best joined by primary key,
+		// but at the default random_page_cost PostgreSQL prefers hashing a
+		// scan of every user (5.7 ms against 0.3 ms with 10,000 users). A
+		// LATERAL subquery with OFFSET 0 cannot be flattened, so each
+		// participant is a users_pkey lookup whatever the planner settings.
+		join = "CROSS JOIN LATERAL (SELECT username, display_name, avatar_url, created_at FROM users WHERE users.id = p.user_id OFFSET 0) u"
+	}
 	q := `SELECT p.id, p.conversation_id, p.user_id, p.joined_at, p.last_read_seq, p.last_read_message_id, p.read_at,
 u.username, u.display_name, u.avatar_url, u.created_at
-FROM participants p JOIN users u ON u.id = p.user_id
+FROM participants p ` + join + `
 WHERE p.conversation_id IN (` + placeholders(len(args)) + `)
 ORDER BY p.conversation_id, p.joined_at, p.id`
 	rows, err := f.db.QueryContext(ctx, database.Rebind(f.dialect, q), args...)

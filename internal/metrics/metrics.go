@@ -52,6 +52,8 @@ type Metrics struct {
 	sqlDuration     prometheus.Histogram
 	rateLimited     *prometheus.CounterVec
 	rateLimitErrors prometheus.Counter
+	wsOpen          prometheus.Gauge
+	wsClosed        *prometheus.CounterVec
 
 	names *capped // operation names
 	codes *capped // extensions.code values
@@ -103,6 +105,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		names: newCapped(operationName, MaxOperationNames),
 		codes: newCapped(errorCode, 50),
 	}
+	m.wsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "parley_ws_connections",
+		Help: "Open WebSocket connections on this replica.",
+	})
+	m.wsClosed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_ws_closes_total",
+		Help: "WebSocket connections closed by this replica, by close code (peer: the client closed or vanished; dead: no pong).",
+	}, []string{"code"})
+	reg.MustRegister(m.wsOpen, m.wsClosed)
 	reg.MustRegister(m.subscriptions, m.published, m.delivered, m.deliveryLatency, m.opDuration, m.opErrors,
 		m.sqlDuration, m.rateLimited, m.rateLimitErrors)
 	// Series that exist from the start, so that rates and alerts see zeros
@@ -296,4 +307,17 @@ func (c *capped) get(v, fallback string) string {
 	}
 	c.seen[v] = struct{}{}
 	return v
+}
+
+// WSOpened counts a new WebSocket connection; call the returned func with
+// how it ended ("peer", "dead", or the close code sent) when it closes.
+func (m *Metrics) WSOpened() (closed func(how string)) {
+	if m == nil {
+		return func(string) {}
+	}
+	m.wsOpen.Inc()
+	return func(how string) {
+		m.wsOpen.Dec()
+		m.wsClosed.WithLabelValues(how).Inc()
+	}
 }
