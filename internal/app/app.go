@@ -230,8 +230,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down", "timeout", a.Config.ShutdownTimeout.String())
+	a.log.Info("shutting down", "delay", a.Config.ShutdownDelay.String(), "timeout", a.Config.ShutdownTimeout.String())
+	// /readyz fails first, while everything else still serves, so load
+	// balancers stop sending new clients before the listener closes.
 	a.draining.Store(true)
+	if d := a.Config.ShutdownDelay; d > 0 {
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(d):
+		}
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 	defer cancel()
 	// Long-lived streams never finish by themselves: end them so that

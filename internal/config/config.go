@@ -42,6 +42,7 @@ type Config struct {
 	WSInitTimeout   time.Duration
 	WSPingInterval  time.Duration
 	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration
 
 	WSWriteTimeout    time.Duration
 	WSMaxConnsPerUser int
@@ -97,6 +98,7 @@ var Vars = []Var{
 	{"WS_WRITE_TIMEOUT", "10s", "a WebSocket write blocked this long (the client stopped reading) closes the socket with 1013"},
 	{"WS_MAX_CONNECTIONS_PER_USER", "20", "open WebSockets per user (per replica); over it connection_init is answered by closing with 4429"},
 	{"SHUTDOWN_TIMEOUT", "15s", "how long SIGTERM waits for in-flight requests"},
+	{"SHUTDOWN_DELAY", "0s", "on SIGTERM, how long /readyz fails while everything else still serves, before the listener closes (give load balancers time to notice)"},
 	{"DB_MAX_OPEN_CONNS", "16", "database connection pool size (per replica)"},
 	{"DB_MAX_IDLE_CONNS", "16", "idle connections kept in the pool"},
 	{"DB_CONN_MAX_LIFETIME", "30m", "a pooled connection is replaced after this long"},
@@ -135,6 +137,13 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		}
 		return d
 	}
+	durOrZero := func(name, def string) time.Duration {
+		d, err := time.ParseDuration(get(name, def))
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Sprintf("%s: want a duration such as 5s (0 for none)", name))
+		}
+		return d
+	}
 	num := func(name, def string) int64 {
 		n, err := strconv.ParseInt(get(name, def), 10, 64)
 		if err != nil || n <= 0 {
@@ -164,6 +173,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		WSWriteTimeout:    dur("WS_WRITE_TIMEOUT", "10s"),
 		WSMaxConnsPerUser: int(num("WS_MAX_CONNECTIONS_PER_USER", "20")),
 		ShutdownTimeout:   dur("SHUTDOWN_TIMEOUT", "15s"),
+		ShutdownDelay:     durOrZero("SHUTDOWN_DELAY", "0s"),
 		DBMaxOpenConns:    int(num("DB_MAX_OPEN_CONNS", "16")),
 		DBMaxIdleConns:    int(num("DB_MAX_IDLE_CONNS", "16")),
 		DBConnMaxLifetime: dur("DB_CONN_MAX_LIFETIME", "30m"),

@@ -1,0 +1,81 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/config"
+)
+
+// On shutdown /readyz fails first while everything else still serves;
+// after SHUTDOWN_DELAY the listener closes and Serve returns.
+func TestShutdownFailsReadinessFirst(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{
+		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
+		"JWT_SECRET": strings.Repeat("s", 32), "SHUTDOWN_DELAY": "700ms",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz before shutdown = %d %s", code, body)
+	}
+	stop()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "draining") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz during the shutdown delay = %d %s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz during the delay = %d: the server must still serve", code)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, http.ErrServerClosed) {
+			t.Fatalf("Serve returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the delay")
+	}
+	if code, _ := get("/healthz"); code != 0 {
+		t.Fatalf("the listener still answers after shutdown (%d)", code)
+	}
+}
