@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -162,6 +163,24 @@ func TestSpansReachAnOTLPCollector(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The upgrade request's span ends when its handler returns, a moment
+	// after the socket closed: flush until it has arrived, then shut down.
+	tp, ok := otel.GetTracerProvider().(interface{ ForceFlush(context.Context) error })
+	if !ok {
+		t.Fatal("tracing is set up but the global provider cannot flush")
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_ = tp.ForceFlush(ctx)
+		col.mu.Lock()
+		got := false
+		for _, sp := range col.spans {
+			got = got || (sp.Kind == tracepb.Span_SPAN_KIND_SERVER && sp.Name == "GET /graphql")
+		}
+		col.mu.Unlock()
+		if got {
+			break
+		}
+	}
 	if err := shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
