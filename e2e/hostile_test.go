@@ -740,18 +740,6 @@ func TestHostileConnectionFlood(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
-	settle := func() int {
-		n, stable := runtime.NumGoroutine(), 0
-		for stable < 5 {
-			time.Sleep(20 * time.Millisecond)
-			if m := runtime.NumGoroutine(); m == n {
-				stable++
-			} else {
-				n, stable = m, 0
-			}
-		}
-		return n
-	}
 	heap := func() uint64 {
 		runtime.GC()
 		var ms runtime.MemStats
@@ -759,7 +747,7 @@ func TestHostileConnectionFlood(t *testing.T) {
 		return ms.HeapAlloc
 	}
 	http.DefaultClient.CloseIdleConnections()
-	baseGoroutines, baseHeap := settle(), heap()
+	baseGoroutines, baseHeap := apptest.SettledGoroutines(), heap()
 
 	var (
 		mu       sync.Mutex

@@ -1142,20 +1142,8 @@ func TestSubGoroutineLeak(t *testing.T) {
 	conv := s.CreateConversation(alice, nil, bob)
 	cur := subCursor(t, s, bob, alice, conv)
 
-	settle := func() int {
-		n, stable := runtime.NumGoroutine(), 0
-		for stable < 5 {
-			time.Sleep(20 * time.Millisecond)
-			if m := runtime.NumGoroutine(); m == n {
-				stable++
-			} else {
-				n, stable = m, 0
-			}
-		}
-		return n
-	}
 	http.DefaultClient.CloseIdleConnections()
-	baseline := settle()
+	baseline := apptest.SettledGoroutines()
 
 	var clients []*apptest.Client
 	for range conns {
