@@ -124,7 +124,7 @@ func (r *conversationConnectionResolver) TotalCount(ctx context.Context, obj *mo
 
 // Conversation is the resolver for the conversation field.
 func (r *inboxEventResolver) Conversation(ctx context.Context, obj *model.InboxEvent) (*ent.Conversation, error) {
-	loader.Adopt(ctx, obj.Scope)
+	loader.Adopt(ctx, scopeLoaders(obj.Scope))
 	return loadConversation(ctx, obj.ConversationID)
 }
 
@@ -133,7 +133,7 @@ func (r *inboxEventResolver) Message(ctx context.Context, obj *model.InboxEvent)
 	if obj.MessageID == "" {
 		return nil, nil
 	}
-	loader.Adopt(ctx, obj.Scope)
+	loader.Adopt(ctx, scopeLoaders(obj.Scope))
 	return loadMessage(ctx, obj.MessageID)
 }
 
@@ -142,7 +142,7 @@ func (r *inboxEventResolver) User(ctx context.Context, obj *model.InboxEvent) (*
 	if obj.UserID == "" {
 		return nil, nil
 	}
-	loader.Adopt(ctx, obj.Scope)
+	loader.Adopt(ctx, scopeLoaders(obj.Scope))
 	return loadUser(ctx, obj.UserID)
 }
 
@@ -166,7 +166,7 @@ func (r *messageResolver) Attachments(ctx context.Context, obj *ent.Message) ([]
 
 // Message is the resolver for the message field.
 func (r *messageEventResolver) Message(ctx context.Context, obj *model.MessageEvent) (*ent.Message, error) {
-	loader.Adopt(ctx, obj.Scope)
+	loader.Adopt(ctx, scopeLoaders(obj.Scope))
 	return loadMessage(ctx, obj.MessageID)
 }
 
@@ -410,7 +410,7 @@ func (r *subscriptionResolver) MessageEvents(ctx context.Context, conversationID
 	}
 	return forward(ctx, r.presenter, items, func(it chat.MessageEventItem) (*model.MessageEvent, error) {
 		return &model.MessageEvent{Type: model.MessageEventType(it.Type), Cursor: it.Cursor, MessageID: it.MessageID, Scope: it.Scope}, it.Err
-	}), nil
+	}, func(it chat.MessageEventItem) (any, int64) { return it.Scope, it.Seq }), nil
 }
 
 // Inbox is the resolver for the inbox field.
@@ -426,7 +426,7 @@ func (r *subscriptionResolver) Inbox(ctx context.Context) (<-chan *model.InboxEv
 	return forward(ctx, r.presenter, items, func(it chat.InboxItem) (*model.InboxEvent, error) {
 		return &model.InboxEvent{Type: model.InboxEventType(it.Type), ConversationID: it.ConversationID,
 			MessageID: it.MessageID, UserID: it.UserID, Scope: it.Scope}, it.Err
-	}), nil
+	}, func(it chat.InboxItem) (any, int64) { return it.Scope, 0 }), nil
 }
 
 // Typing is the resolver for the typing field.
@@ -439,9 +439,9 @@ func (r *subscriptionResolver) Typing(ctx context.Context, conversationID string
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.presenter, items, func(it chat.TypingItem) (*model.TypingEvent, error) {
+	return forward(ctx, r.presenter, channelStream[chat.TypingItem]{items}, func(it chat.TypingItem) (*model.TypingEvent, error) {
 		return &model.TypingEvent{ConversationID: it.ConversationID, UserID: it.UserID, Typing: it.Typing}, it.Err
-	}), nil
+	}, func(chat.TypingItem) (any, int64) { return nil, 0 }), nil
 }
 
 // User is the resolver for the user field.

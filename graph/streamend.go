@@ -8,6 +8,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/parley-chat/parley/internal/metrics"
 )
 
 // The error that ends a subscription stream (SLOW_CONSUMER, NOT_FOUND after
@@ -21,8 +23,52 @@ import (
 type streamEndKey struct{}
 
 type streamEnd struct {
-	mu  sync.Mutex
-	err *gqlerror.Error
+	mu     sync.Mutex
+	err    *gqlerror.Error
+	source func(ctx context.Context) (pulledItem, bool)
+	// selection is the key under which the stream shares encoded payloads
+	// with other subscribers ("" when its result depends on the viewer).
+	selection string
+}
+
+// pulledItem is a stream item read by the transport's goroutine: push hands
+// it to gqlgen's channel for execution.
+type pulledItem struct {
+	scope any
+	seq   int64
+	push  func()
+}
+
+func (st *streamEnd) setSource(src func(ctx context.Context) (pulledItem, bool)) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.source = src
+}
+
+// respond produces the stream's next response: it pulls the next item and
+// reuses the payload another subscriber of the same event encoded for the
+// same selection, or executes it (which reads the item from the channel).
+func (st *streamEnd) respond(ctx context.Context, responses graphql.ResponseHandler) *graphql.Response {
+	st.mu.Lock()
+	src := st.source
+	st.mu.Unlock()
+	if src == nil {
+		return responses(ctx)
+	}
+	it, ok := src(ctx)
+	if !ok {
+		return responses(ctx) // the channel is closed or ctx is done: nil
+	}
+	execute := func() *graphql.Response {
+		it.push()
+		return responses(ctx)
+	}
+	scope, _ := it.scope.(*EventScope)
+	if scope == nil || st.selection == "" {
+		metrics.FromContext(ctx).PayloadEncoded(false)
+		return execute()
+	}
+	return scope.respond(ctx, payloadKey{selection: st.selection, seq: it.seq}, execute)
 }
 
 // endStream records err as the stream's last message; forward then closes
@@ -48,7 +94,7 @@ func StreamEnds(ctx context.Context, next graphql.OperationHandler) graphql.Resp
 	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 		return next(ctx)
 	}
-	st := &streamEnd{}
+	st := &streamEnd{selection: sharedSelectionKey(oc)}
 	responses := next(context.WithValue(ctx, streamEndKey{}, st))
 	websocket := oc.Headers.Get("Upgrade") != ""
 	ended := false
@@ -56,7 +102,7 @@ func StreamEnds(ctx context.Context, next graphql.OperationHandler) graphql.Resp
 		if ended {
 			return nil
 		}
-		if r := responses(ctx); r != nil {
+		if r := st.respond(ctx, responses); r != nil {
 			return r
 		}
 		ended = true

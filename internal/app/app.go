@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parley-chat/parley/graph"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/config"
@@ -102,7 +103,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	loaders := loader.NewFactory(db.Client, db.Dialect)
-	newScope := func() any { return loaders.NewShared() }
+	newScope := func() any { return graph.NewEventScope(loaders.NewShared()) }
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	db.Statements.Time(m.SQL)

@@ -27,6 +27,19 @@ type MessageEventItem struct {
 	Live
 }
 
+// Stream is a subscription's items, pulled one at a time by the goroutine
+// that writes them to the client. There is no goroutine per subscription in
+// between: an idle subscription costs its hub queue and little else, and an
+// event reaches the writer with one hand-over fewer.
+type Stream[T any] interface {
+	// Next blocks for the next item. It returns false once the stream is
+	// over: ctx ended, or the previous item carried the error ending it.
+	Next(ctx context.Context) (T, bool)
+	// Close releases the stream; it may be called more than once, and
+	// concurrently with Next.
+	Close()
+}
+
 // MessageEvents streams a conversation's message events in sequence order,
 // each once. With after, it replays every stored event after that cursor and
 // then continues live.
@@ -36,7 +49,7 @@ type MessageEventItem struct {
 // the hub; events at or below the last sequence sent are skipped, and a jump
 // in the sequence is filled from the database. That is what makes the seam
 // free of gaps and duplicates, and also what recovers events a broker lost.
-func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID string, after *string) (<-chan MessageEventItem, error) {
+func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID string, after *string) (Stream[MessageEventItem], error) {
 	var from int64
 	if after != nil {
 		var err error
@@ -59,53 +72,119 @@ func (s *Service) MessageEvents(ctx context.Context, viewer, conversationID stri
 		}
 		from = cur.LastSeq
 	}
-	out := make(chan MessageEventItem)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		st := &eventStream{s: s, ctx: ctx, conversationID: conversationID, last: from, out: out}
-		if after != nil && !st.fill(0) {
+	st := &eventStream{s: s, viewer: viewer, conversationID: conversationID, sub: sub, last: from, filling: after != nil}
+	return st, nil
+}
+
+// eventStream is a MessageEvents stream. Only the reading goroutine calls
+// Next, so its fields need no lock.
+type eventStream struct {
+	s              *Service
+	viewer         string
+	conversationID string
+	sub            *events.Subscription
+	// last is the sequence of the last item handed out.
+	last    int64
+	pending []MessageEventItem
+	// filling: stored events after last are being read, up to but
+	// excluding fillUntil (0: all of them); then held, if any, follows.
+	filling   bool
+	fillUntil int64
+	held      *MessageEventItem
+	done      bool
+}
+
+func (st *eventStream) Close() { st.sub.Close() }
+
+func (st *eventStream) Next(ctx context.Context) (MessageEventItem, bool) {
+	for {
+		if len(st.pending) > 0 {
+			it := st.pending[0]
+			st.pending = st.pending[1:]
+			if it.Err != nil {
+				st.done = true
+			} else {
+				st.last = it.Seq
+			}
+			return it, true
+		}
+		if st.done {
+			return MessageEventItem{}, false
+		}
+		if st.filling {
+			st.fillBatch(ctx)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			st.done = true
+			return MessageEventItem{}, false
+		case <-st.sub.Lagged():
+			st.done = true
+			return MessageEventItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe with `after` set to the last cursor received"}}, true
+		case d := <-st.sub.C():
+			st.take(ctx, d)
+		}
+	}
+}
+
+// take queues what a hub delivery means for the stream.
+func (st *eventStream) take(ctx context.Context, d *events.Delivery) {
+	switch {
+	case d.Kind == events.KindConversation:
+		if st.s.lostAccess(ctx, st.viewer, d) {
+			st.pending = append(st.pending, MessageEventItem{Err: notFound("conversation")})
+		}
+	case d.Seq <= st.last:
+	case d.IsSequenceOnly():
+		st.filling, st.fillUntil = true, d.Seq+1
+	default:
+		it := MessageEventItem{Type: d.Type, Seq: d.Seq, Cursor: EventCursor(st.conversationID, d.Seq),
+			MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}
+		if d.Seq > st.last+1 {
+			st.filling, st.fillUntil, st.held = true, d.Seq, &it
 			return
 		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sub.Lagged():
-				st.fail(&Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe with `after` set to the last cursor received"})
-				return
-			case d := <-sub.C():
-				if d.Kind == events.KindConversation {
-					if s.lostAccess(ctx, viewer, d) {
-						st.fail(notFound("conversation"))
-						return
-					}
-					continue
-				}
-				if d.Seq <= st.last {
-					continue
-				}
-				if d.IsSequenceOnly() {
-					if !st.fill(d.Seq + 1) {
-						return
-					}
-					continue
-				}
-				if d.Seq > st.last+1 && !st.fill(d.Seq) {
-					return
-				}
-				if d.Seq <= st.last { // the fill already covered it
-					continue
-				}
-				if !st.send(MessageEventItem{Type: d.Type, Seq: d.Seq, Cursor: EventCursor(conversationID, d.Seq),
-					MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}) {
-					return
-				}
-				st.last = d.Seq
-			}
+		st.pending = append(st.pending, it)
+	}
+}
+
+// fillBatch reads the next batch of stored events after last (below
+// fillUntil) into pending; after the final batch the held live item
+// follows, unless the fill covered it.
+func (st *eventStream) fillBatch(ctx context.Context) {
+	q := st.s.db.MessageEvent.Query().Where(messageevent.ConversationID(st.conversationID), messageevent.SeqGT(st.last))
+	if st.fillUntil > 0 {
+		q = q.Where(messageevent.SeqLT(st.fillUntil))
+	}
+	rows, err := q.Order(ent.Asc(messageevent.FieldSeq)).Limit(replayBatch).All(ctx)
+	if err != nil {
+		st.filling, st.held = false, nil
+		if ctx.Err() != nil {
+			st.done = true
+			return
 		}
-	}()
-	return out, nil
+		st.s.log.ErrorContext(ctx, "replay events", "conversation", st.conversationID, "err", err)
+		st.pending = append(st.pending, MessageEventItem{Err: fmt.Errorf("replay events: %w", err)})
+		return
+	}
+	scope := st.s.newScope()
+	upTo := st.last
+	for _, e := range rows {
+		st.pending = append(st.pending, MessageEventItem{Type: string(e.Type), Seq: e.Seq, Cursor: EventCursor(st.conversationID, e.Seq),
+			MessageID: e.MessageID, Scope: scope})
+		upTo = e.Seq
+	}
+	if len(rows) == replayBatch {
+		// More to read once these are handed out (the next query starts
+		// after the last of them).
+		return
+	}
+	st.filling, st.fillUntil = false, 0
+	if st.held != nil && st.held.Seq > upTo {
+		st.pending = append(st.pending, *st.held)
+	}
+	st.held = nil
 }
 
 // lostAccess reports whether a conversation event took the viewer out of
@@ -116,57 +195,6 @@ func (s *Service) lostAccess(ctx context.Context, viewer string, d *events.Deliv
 	}
 	ok, err := isMember(ctx, s.db.Participant, viewer, d.ConversationID)
 	return err != nil || !ok
-}
-
-type eventStream struct {
-	s              *Service
-	ctx            context.Context
-	conversationID string
-	last           int64
-	out            chan<- MessageEventItem
-}
-
-func (st *eventStream) send(it MessageEventItem) bool {
-	select {
-	case st.out <- it:
-		return true
-	case <-st.ctx.Done():
-		return false
-	}
-}
-
-func (st *eventStream) fail(err error) {
-	st.send(MessageEventItem{Err: err})
-}
-
-// fill sends the stored events after st.last, up to but excluding until
-// (0: all of them), in batches.
-func (st *eventStream) fill(until int64) bool {
-	for {
-		q := st.s.db.MessageEvent.Query().Where(messageevent.ConversationID(st.conversationID), messageevent.SeqGT(st.last))
-		if until > 0 {
-			q = q.Where(messageevent.SeqLT(until))
-		}
-		rows, err := q.Order(ent.Asc(messageevent.FieldSeq)).Limit(replayBatch).All(st.ctx)
-		if err != nil {
-			if st.ctx.Err() == nil {
-				st.s.log.ErrorContext(st.ctx, "replay events", "conversation", st.conversationID, "err", err)
-				st.fail(fmt.Errorf("replay events: %w", err))
-			}
-			return false
-		}
-		scope := st.s.newScope()
-		for _, e := range rows {
-			if !st.send(MessageEventItem{Type: string(e.Type), Seq: e.Seq, Cursor: EventCursor(st.conversationID, e.Seq),
-				MessageID: e.MessageID, Scope: scope}) {
-				return false
-			}
-			st.last = e.Seq
-		}
-		if len(rows) < replayBatch {
-			return true
-		}
-	}
 }
 
 // InboxItem is one inbox event.
@@ -188,43 +216,39 @@ var inboxTypes = map[string]string{
 
 // Inbox streams one event per change in every conversation the viewer takes
 // part in, the viewer's own changes included.
-func (s *Service) Inbox(ctx context.Context, viewer string) (<-chan InboxItem, error) {
-	sub := s.hub.SubscribeInbox(viewer)
-	out := make(chan InboxItem)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		send := func(it InboxItem) bool {
-			select {
-			case out <- it:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+func (s *Service) Inbox(ctx context.Context, viewer string) (Stream[InboxItem], error) {
+	return &inboxStream{sub: s.hub.SubscribeInbox(viewer)}, nil
+}
+
+type inboxStream struct {
+	sub  *events.Subscription
+	done bool
+}
+
+func (st *inboxStream) Close() { st.sub.Close() }
+
+func (st *inboxStream) Next(ctx context.Context) (InboxItem, bool) {
+	if st.done {
+		return InboxItem{}, false
+	}
+	select {
+	case <-ctx.Done():
+		st.done = true
+		return InboxItem{}, false
+	case <-st.sub.Lagged():
+		st.done = true
+		return InboxItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe and refetch conversations"}}, true
+	case d := <-st.sub.C():
+		typ := d.Type
+		if d.Kind == events.KindMessage {
+			typ = inboxTypes[d.Type]
 		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sub.Lagged():
-				send(InboxItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe and refetch conversations"}})
-				return
-			case d := <-sub.C():
-				typ := d.Type
-				if d.Kind == events.KindMessage {
-					typ = inboxTypes[d.Type]
-				}
-				it := InboxItem{Type: typ, ConversationID: d.ConversationID, MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}
-				if d.Kind == events.KindConversation {
-					it.UserID = d.UserID
-				}
-				if !send(it) {
-					return
-				}
-			}
+		it := InboxItem{Type: typ, ConversationID: d.ConversationID, MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}
+		if d.Kind == events.KindConversation {
+			it.UserID = d.UserID
 		}
-	}()
-	return out, nil
+		return it, true
+	}
 }
 
 // TypingItem is one typing state change of another participant.

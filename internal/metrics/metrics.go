@@ -54,6 +54,10 @@ type Metrics struct {
 	rateLimitErrors prometheus.Counter
 	wsOpen          prometheus.Gauge
 	wsClosed        *prometheus.CounterVec
+	payloads        *prometheus.CounterVec
+	// byKind holds the per-delivery children, resolved once: deliveries
+	// are the hottest thing counted.
+	byKind map[events.Kind]kindCollectors
 
 	names *capped // operation names
 	codes *capped // extensions.code values
@@ -114,6 +118,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help: "WebSocket connections closed by this replica, by close code (peer: the client closed or vanished; dead: no pong).",
 	}, []string{"code"})
 	reg.MustRegister(m.wsOpen, m.wsClosed)
+	m.payloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "parley_subscription_payloads_total",
+		Help: "Subscription event payloads handed to transports: encoded (executed for this subscriber) or shared (bytes reused from a subscriber with the same selection).",
+	}, []string{"result"})
+	reg.MustRegister(m.payloads)
 	reg.MustRegister(m.subscriptions, m.published, m.delivered, m.deliveryLatency, m.opDuration, m.opErrors,
 		m.sqlDuration, m.rateLimited, m.rateLimitErrors)
 	// Series that exist from the start, so that rates and alerts see zeros
@@ -121,10 +130,13 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, f := range subscriptionFields {
 		m.subscriptions.WithLabelValues(f)
 	}
+	m.byKind = map[events.Kind]kindCollectors{}
 	for _, k := range eventKinds {
 		m.published.WithLabelValues(k)
-		m.delivered.WithLabelValues(k)
+		m.byKind[events.Kind(k)] = kindCollectors{delivered: m.delivered.WithLabelValues(k), latency: m.deliveryLatency.WithLabelValues(k)}
 	}
+	m.payloads.WithLabelValues("encoded")
+	m.payloads.WithLabelValues("shared")
 	for _, l := range rateLimits {
 		m.rateLimited.WithLabelValues(l)
 	}
@@ -154,6 +166,11 @@ func (m *Metrics) SubscriptionStarted(field string) (ended func()) {
 	return func() { once.Do(g.Dec) }
 }
 
+type kindCollectors struct {
+	delivered prometheus.Counter
+	latency   prometheus.Observer
+}
+
 // Delivered counts a live event handed to a subscriber's transport and how
 // long after its publication that happened. publishedAt comes from the
 // publishing replica's clock: a negative difference (skew) counts as 0.
@@ -161,11 +178,28 @@ func (m *Metrics) Delivered(kind events.Kind, publishedAt time.Time) {
 	if m == nil {
 		return
 	}
-	k := oneOf(string(kind), eventKinds)
-	m.delivered.WithLabelValues(k).Inc()
-	if !publishedAt.IsZero() {
-		m.deliveryLatency.WithLabelValues(k).Observe(max(time.Since(publishedAt), 0).Seconds())
+	c, ok := m.byKind[kind]
+	if !ok {
+		c = kindCollectors{delivered: m.delivered.WithLabelValues(Other), latency: m.deliveryLatency.WithLabelValues(Other)}
 	}
+	c.delivered.Inc()
+	if !publishedAt.IsZero() {
+		c.latency.Observe(max(time.Since(publishedAt), 0).Seconds())
+	}
+}
+
+// PayloadEncoded counts a subscription event executed and encoded for a
+// subscriber; shared says it reused the bytes another subscriber with the
+// same selection had encoded for the same event.
+func (m *Metrics) PayloadEncoded(shared bool) {
+	if m == nil {
+		return
+	}
+	if shared {
+		m.payloads.WithLabelValues("shared").Inc()
+		return
+	}
+	m.payloads.WithLabelValues("encoded").Inc()
 }
 
 // OperationName returns the label value of a client-chosen operation name.

@@ -1,0 +1,139 @@
+package graph
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/parley-chat/parley/internal/loader"
+	"github.com/parley-chat/parley/internal/metrics"
+)
+
+// EventScope is what every subscriber of one event (or of one batch read
+// from the database) shares: the loaders that read the rows once, and the
+// payloads encoded once per distinct selection. It lives as long as the
+// subscribers hold the event, so nothing in it can go stale.
+type EventScope struct {
+	loaders *loader.Loaders
+
+	mu       sync.Mutex
+	payloads map[payloadKey]*payload
+}
+
+// NewEventScope returns a scope reading through loaders (shared loaders:
+// loader.Factory.NewShared).
+func NewEventScope(loaders *loader.Loaders) *EventScope {
+	return &EventScope{loaders: loaders}
+}
+
+// scopeLoaders returns the shared loaders of a stream item's scope, for
+// loader.Adopt.
+func scopeLoaders(scope any) *loader.Loaders {
+	if s, ok := scope.(*EventScope); ok {
+		return s.loaders
+	}
+	return nil
+}
+
+// payloadKey identifies one event's payload for one selection: the
+// operation's document, name and variables, and the event's sequence within
+// the scope (a replay batch shares a scope across many events).
+type payloadKey struct {
+	selection string
+	seq       int64
+}
+
+type payload struct {
+	done chan struct{} // closed once data is set (or the encoding failed)
+	data []byte        // nil: encode it yourself
+}
+
+// respond returns the response of one event for one subscriber. The first
+// subscriber with a given selection executes it; the others wait for that
+// and reuse its bytes. A response with errors is not shared (errors can be
+// about the subscriber), and neither is one cut short by a cancellation:
+// then each subscriber executes for itself.
+func (s *EventScope) respond(ctx context.Context, key payloadKey, execute func() *graphql.Response) *graphql.Response {
+	s.mu.Lock()
+	if s.payloads == nil {
+		s.payloads = map[payloadKey]*payload{}
+	}
+	p, found := s.payloads[key]
+	if !found {
+		p = &payload{done: make(chan struct{})}
+		s.payloads[key] = p
+	}
+	s.mu.Unlock()
+	if found {
+		<-p.done
+		if p.data != nil {
+			metrics.FromContext(ctx).PayloadEncoded(true)
+			return &graphql.Response{Data: p.data}
+		}
+		metrics.FromContext(ctx).PayloadEncoded(false)
+		return execute()
+	}
+	defer close(p.done)
+	r := execute()
+	metrics.FromContext(ctx).PayloadEncoded(false)
+	if r != nil && len(r.Errors) == 0 && len(r.Extensions) == 0 && r.Data != nil {
+		// gqlgen reuses the buffer behind Data for the subscriber's next event.
+		p.data = bytes.Clone(r.Data)
+	}
+	return r
+}
+
+// viewerDependent reports whether a field's value depends on who asks,
+// beyond access (which every subscriber of an event already has). A
+// subscription selecting one of them is executed per subscriber. Keep it in
+// step with the resolvers that read the viewer below the root fields.
+func viewerDependent(typ, field string) bool {
+	return typ == "Conversation" && field == "unreadCount"
+}
+
+// sharedSelectionKey returns the key under which subscribers share encoded
+// payloads of oc's operation, or "" if its result depends on the viewer.
+func sharedSelectionKey(oc *graphql.OperationContext) string {
+	if oc == nil || oc.Operation == nil || dependsOnViewer(oc.Operation.SelectionSet, 0) {
+		return ""
+	}
+	vars, err := json.Marshal(oc.Variables) // map keys sorted: a canonical form
+	if err != nil {
+		return ""
+	}
+	return oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars)
+}
+
+// maxSelectionDepth stops the walk on pathological documents; validation
+// and MAX_DEPTH normally stop them long before.
+const maxSelectionDepth = 64
+
+func dependsOnViewer(set ast.SelectionSet, depth int) bool {
+	if depth > maxSelectionDepth {
+		return true
+	}
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.ObjectDefinition != nil && viewerDependent(s.ObjectDefinition.Name, s.Name) {
+				return true
+			}
+			if dependsOnViewer(s.SelectionSet, depth+1) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if dependsOnViewer(s.SelectionSet, depth+1) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if s.Definition == nil || dependsOnViewer(s.Definition.SelectionSet, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
