@@ -88,6 +88,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if cfg.DebugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("listen (DEBUG_ADDR): %w", err)
+		}
+		go func() {
+			if err := a.ServeDebug(ctx, dln); err != nil {
+				log.Error("debug listener", "err", err)
+			}
+		}()
+	}
 	base := "http://" + displayAddr(ln.Addr())
 	log.Info("serving",
 		"graphql", base+"/graphql", "graphiql", base+"/", "subscriptions", "ws"+base[4:]+"/graphql",

@@ -79,3 +79,59 @@ func TestShutdownFailsReadinessFirst(t *testing.T) {
 		t.Fatalf("the listener still answers after shutdown (%d)", code)
 	}
 }
+
+// pprof answers on the debug listener only, never on the public one.
+func TestProfilesOnlyOnDebugListener(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{
+		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
+		"JWT_SECRET": strings.Repeat("s", 32),
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	listen := func() (net.Listener, string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln, "http://" + ln.Addr().String()
+	}
+	pub, pubURL := listen()
+	dbg, dbgURL := listen()
+	go func() { _ = a.Serve(ctx, pub) }()
+	debugDone := make(chan error, 1)
+	go func() { debugDone <- a.ServeDebug(ctx, dbg) }()
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(dbgURL + "/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("debug listener: %d %.200s", code, body)
+	}
+	if code, _ := get(pubURL + "/debug/pprof/goroutine?debug=1"); code != http.StatusNotFound {
+		t.Errorf("public listener served /debug/pprof/: %d", code)
+	}
+	stop()
+	select {
+	case err := <-debugDone:
+		if err != nil {
+			t.Errorf("ServeDebug: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("debug listener still serving after its context ended")
+	}
+}

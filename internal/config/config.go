@@ -19,6 +19,7 @@ import (
 // Config is everything the server reads from its environment.
 type Config struct {
 	Addr          string
+	DebugAddr     string
 	DatabaseURL   string
 	RedisURL      string
 	JWTSecret     []byte
@@ -76,6 +77,7 @@ type Var struct{ Name, Default, Meaning string }
 // Vars lists every variable the server reads.
 var Vars = []Var{
 	{"ADDR", ":8080", "listen address"},
+	{"DEBUG_ADDR", "empty: off", "a second listener serving Go's pprof profiles at /debug/pprof/ (e.g. `127.0.0.1:6060`); keep it off public networks"},
 	{"DATABASE_URL", "./data/parley.db (SQLite)", "a SQLite file path (or `sqlite://path`), or `postgres://…` for PostgreSQL"},
 	{"REDIS_URL", "empty: in-process pub/sub", "`redis://…` (or `rediss://…`) bridges replicas through Redis and shares rate limits"},
 	{"JWT_SECRET", "random per process, with a warning", "shared HS256 signing secret (at least 32 bytes); every replica needs the same"},
@@ -153,6 +155,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	c := &Config{
 		Addr:              get("ADDR", ":8080"),
+		DebugAddr:         get("DEBUG_ADDR", ""),
 		DatabaseURL:       get("DATABASE_URL", "./data/parley.db"),
 		RedisURL:          get("REDIS_URL", ""),
 		AttachmentDir:     get("ATTACHMENT_DIR", "./data/attachments"),
