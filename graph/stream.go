@@ -69,6 +69,11 @@ func forward[In, Out any](ctx context.Context, present graphql.ErrorPresenterFun
 		}()
 		return out
 	}
+	var ready func() bool
+	var onReady func(func())
+	if r, ok := in.(chat.ReadyStream[In]); ok {
+		ready, onReady = r.Ready, r.OnReady
+	}
 	st.setSource(func(readCtx context.Context) (pulledItem, bool) {
 		p, ok := nextItem(ctx, readCtx, present, in, conv, ident)
 		if !ok {
@@ -81,7 +86,7 @@ func forward[In, Out any](ctx context.Context, present graphql.ErrorPresenterFun
 		}
 		v := p.value
 		return pulledItem{scope: p.scope, seq: p.seq, push: func() { out <- v }}, true
-	})
+	}, ready, onReady)
 	return out
 }
 

@@ -26,6 +26,10 @@ type streamEnd struct {
 	mu     sync.Mutex
 	err    *gqlerror.Error
 	source func(ctx context.Context) (pulledItem, bool)
+	// ready and onReady are set when the stream can tell whether its next
+	// item is there (chat.ReadyStream).
+	ready   func() bool
+	onReady func(func())
 	// selection is the key under which the stream shares encoded payloads
 	// with other subscribers ("" when its result depends on the viewer).
 	selection string
@@ -39,10 +43,39 @@ type pulledItem struct {
 	push  func()
 }
 
-func (st *streamEnd) setSource(src func(ctx context.Context) (pulledItem, bool)) {
+func (st *streamEnd) setSource(src func(ctx context.Context) (pulledItem, bool), ready func() bool, onReady func(func())) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.source = src
+	st.source, st.ready, st.onReady = src, ready, onReady
+}
+
+// StreamReadiness lets a transport drive a subscription without a
+// goroutine waiting for its events. ctx is the one DispatchOperation
+// returned. ok is false for a subscription that cannot tell (its responses
+// must be read by a goroutine that may wait). Otherwise ready reports
+// whether the next call of the response handler would not wait for an
+// event, and onReady registers a callback (which must not block) for when
+// it may have become true.
+func StreamReadiness(ctx context.Context) (ready func() bool, onReady func(func()), ok bool) {
+	st, _ := ctx.Value(streamEndKey{}).(*streamEnd)
+	if st == nil {
+		return nil, nil, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ready == nil {
+		return nil, nil, false
+	}
+	return st.ready, st.onReady, true
+}
+
+type streamErrorSinkKey struct{}
+
+// WithStreamErrorSink makes a stream's final error (SLOW_CONSUMER,
+// NOT_FOUND after leaving…) go to sink, for a transport that sends it in
+// a message of its own, instead of a last response with errors.
+func WithStreamErrorSink(ctx context.Context, sink func(*gqlerror.Error)) context.Context {
+	return context.WithValue(ctx, streamErrorSinkKey{}, sink)
 }
 
 // respond produces the stream's next response: it pulls the next item and
@@ -109,8 +142,12 @@ func StreamEnds(ctx context.Context, next graphql.OperationHandler) graphql.Resp
 		st.mu.Lock()
 		err := st.err
 		st.mu.Unlock()
+		sink, _ := ctx.Value(streamErrorSinkKey{}).(func(*gqlerror.Error))
 		switch {
 		case err == nil:
+			return nil
+		case sink != nil:
+			sink(err)
 			return nil
 		case websocket:
 			transport.AddSubscriptionError(ctx, err) // read by this goroutine next

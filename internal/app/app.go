@@ -221,7 +221,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           a.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return streams },
+		BaseContext:       func(net.Listener) context.Context { return httpapi.StreamsContext(streams) },
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)

@@ -143,7 +143,7 @@ func start(t testing.TB, opts []app.Option, env []string) *Server {
 	// replica shutting down.
 	streams, endStreams := context.WithCancelCause(context.Background())
 	ts := httptest.NewUnstartedServer(a.Handler)
-	ts.Config.BaseContext = func(net.Listener) context.Context { return streams }
+	ts.Config.BaseContext = func(net.Listener) context.Context { return httpapi.StreamsContext(streams) }
 	ts.Start()
 	srv := &Server{URL: ts.URL, App: a, t: t, ts: ts, endStreams: endStreams}
 	t.Cleanup(srv.Stop)

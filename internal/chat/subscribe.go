@@ -40,6 +40,19 @@ type Stream[T any] interface {
 	Close()
 }
 
+// ReadyStream is a Stream that can say whether Next would block and call
+// back when that changes, so that no goroutine needs to wait in Next: an
+// idle subscription then costs no goroutine at all.
+type ReadyStream[T any] interface {
+	Stream[T]
+	// Ready reports whether Next would return without waiting for an event
+	// (it may still read the database).
+	Ready() bool
+	// OnReady registers f, called (from the hub's goroutine: it must not
+	// block) whenever Ready may have become true.
+	OnReady(f func())
+}
+
 // MessageEvents streams a conversation's message events in sequence order,
 // each once. With after, it replays every stored event after that cursor and
 // then continues live.
@@ -96,6 +109,12 @@ type eventStream struct {
 
 func (st *eventStream) Close() { st.sub.Close() }
 
+func (st *eventStream) Ready() bool {
+	return len(st.pending) > 0 || st.done || st.filling || st.sub.Ready()
+}
+
+func (st *eventStream) OnReady(f func()) { st.sub.OnReady(f) }
+
 func (st *eventStream) Next(ctx context.Context) (MessageEventItem, bool) {
 	for {
 		if len(st.pending) > 0 {
@@ -115,15 +134,19 @@ func (st *eventStream) Next(ctx context.Context) (MessageEventItem, bool) {
 			st.fillBatch(ctx)
 			continue
 		}
+		if st.sub.IsLagged() {
+			st.done = true
+			return MessageEventItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe with `after` set to the last cursor received"}}, true
+		}
+		if d, ok := st.sub.Pop(); ok {
+			st.take(ctx, d)
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			st.done = true
 			return MessageEventItem{}, false
-		case <-st.sub.Lagged():
-			st.done = true
-			return MessageEventItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe with `after` set to the last cursor received"}}, true
-		case d := <-st.sub.C():
-			st.take(ctx, d)
+		case <-st.sub.Wait():
 		}
 	}
 }
@@ -227,18 +250,29 @@ type inboxStream struct {
 
 func (st *inboxStream) Close() { st.sub.Close() }
 
+func (st *inboxStream) Ready() bool { return st.done || st.sub.Ready() }
+
+func (st *inboxStream) OnReady(f func()) { st.sub.OnReady(f) }
+
 func (st *inboxStream) Next(ctx context.Context) (InboxItem, bool) {
-	if st.done {
-		return InboxItem{}, false
-	}
-	select {
-	case <-ctx.Done():
-		st.done = true
-		return InboxItem{}, false
-	case <-st.sub.Lagged():
-		st.done = true
-		return InboxItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe and refetch conversations"}}, true
-	case d := <-st.sub.C():
+	for {
+		if st.done {
+			return InboxItem{}, false
+		}
+		if st.sub.IsLagged() {
+			st.done = true
+			return InboxItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe and refetch conversations"}}, true
+		}
+		d, ok := st.sub.Pop()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				st.done = true
+				return InboxItem{}, false
+			case <-st.sub.Wait():
+			}
+			continue
+		}
 		typ := d.Type
 		if d.Kind == events.KindMessage {
 			typ = inboxTypes[d.Type]
@@ -312,29 +346,35 @@ func (s *Service) Typing(ctx context.Context, viewer, conversationID string) (<-
 					}
 				}
 				rearm()
-			case d := <-sub.C():
-				if d.Kind == events.KindConversation {
-					if s.lostAccess(ctx, viewer, d) {
-						send(TypingItem{Err: notFound("conversation")})
+			case <-sub.Wait():
+				for {
+					d, ok := sub.Pop()
+					if !ok {
+						break
+					}
+					if d.Kind == events.KindConversation {
+						if s.lostAccess(ctx, viewer, d) {
+							send(TypingItem{Err: notFound("conversation")})
+							return
+						}
+						continue
+					}
+					if d.UserID == viewer {
+						continue
+					}
+					_, wasTyping := expires[d.UserID]
+					if d.Typing {
+						expires[d.UserID] = time.Now().Add(s.limits.TypingTTL)
+					} else {
+						delete(expires, d.UserID)
+					}
+					rearm()
+					if d.Typing == wasTyping && d.Typing {
+						continue // a refresh: nothing changed for the client
+					}
+					if !send(TypingItem{ConversationID: conversationID, UserID: d.UserID, Typing: d.Typing, Live: live(d)}) {
 						return
 					}
-					continue
-				}
-				if d.UserID == viewer {
-					continue
-				}
-				_, wasTyping := expires[d.UserID]
-				if d.Typing {
-					expires[d.UserID] = time.Now().Add(s.limits.TypingTTL)
-				} else {
-					delete(expires, d.UserID)
-				}
-				rearm()
-				if d.Typing == wasTyping && d.Typing {
-					continue // a refresh: nothing changed for the client
-				}
-				if !send(TypingItem{ConversationID: conversationID, UserID: d.UserID, Typing: d.Typing, Live: live(d)}) {
-					return
 				}
 			}
 		}

@@ -187,8 +187,9 @@ func (h *Hub) dispatch(ctx context.Context, e Event) {
 		d.scope = sync.OnceValue(h.cfg.NewScope)
 	}
 	h.mu.RLock()
+	bit := kindBit(e.Kind)
 	for s := range h.convs[e.ConversationID] {
-		if s.kinds[e.Kind] {
+		if s.kinds&bit != 0 {
 			s.offer(d)
 		}
 	}
@@ -241,14 +242,29 @@ func (h *Hub) SubscribeInbox(userID string) *Subscription {
 func (h *Hub) newSubscription(kinds []Kind) *Subscription {
 	s := &Subscription{
 		hub:    h,
-		ch:     make(chan *Delivery, h.cfg.Buffer),
+		limit:  h.cfg.Buffer,
+		wake:   make(chan struct{}, 1),
 		lagged: make(chan struct{}),
-		kinds:  map[Kind]bool{},
 	}
 	for _, k := range kinds {
-		s.kinds[k] = true
+		s.kinds |= kindBit(k)
 	}
 	return s
+}
+
+// kindSet is a set of Kinds, one bit each.
+type kindSet uint8
+
+func kindBit(k Kind) kindSet {
+	switch k {
+	case KindMessage:
+		return 1
+	case KindConversation:
+		return 2
+	case KindTyping:
+		return 4
+	}
+	return 0
 }
 
 func (h *Hub) add(s *Subscription) {
@@ -273,25 +289,78 @@ func (h *Hub) remove(s *Subscription) {
 	}
 }
 
-// Subscription is one local consumer's queue.
+// Subscription is one local consumer's queue. The queue is a slice that
+// exists only while events wait in it: tens of thousands of idle
+// subscriptions cost a few words each, not a channel buffer each.
 type Subscription struct {
 	hub   *Hub
 	key   string
 	index map[string]map[*Subscription]struct{}
-	kinds map[Kind]bool
+	kinds kindSet
+	limit int
 
-	ch         chan *Delivery
+	mu    sync.Mutex
+	queue []*Delivery
+	// inline backs queue while it holds one event, the usual case: no
+	// allocation per delivery.
+	inline [1]*Delivery
+	// wake holds a token while something may be ready: for consumers
+	// that wait in a select.
+	wake       chan struct{}
 	lagged     chan struct{}
 	lagOnce    sync.Once
 	removeOnce sync.Once
+	notify     atomic.Pointer[func()]
 }
 
-// C delivers the subscription's events in the order the hub received them.
-func (s *Subscription) C() <-chan *Delivery { return s.ch }
+// Pop returns the oldest queued event, if any.
+func (s *Subscription) Pop() (*Delivery, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return nil, false
+	}
+	d := s.queue[0]
+	s.queue[0] = nil
+	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = s.inline[:0] // let a grown backing array go while idle
+	}
+	return d, true
+}
+
+// Wait returns a channel that receives after an event was queued or the
+// subscription lagged; then Pop (or Lagged) has something. A receive may
+// find nothing new: consumers loop.
+func (s *Subscription) Wait() <-chan struct{} { return s.wake }
 
 // Lagged is closed when the subscription fell so far behind that its queue
 // filled up; it receives nothing more and its consumer should end it.
 func (s *Subscription) Lagged() <-chan struct{} { return s.lagged }
+
+// IsLagged reports whether Lagged is closed.
+func (s *Subscription) IsLagged() bool {
+	select {
+	case <-s.lagged:
+		return true
+	default:
+		return false
+	}
+}
+
+// OnReady registers f to be called after every event queued for the
+// subscription, and once when it lags. It is called by the hub's dispatch,
+// so it must return at once (start a goroutine, say); with it a consumer
+// needs no goroutine of its own waiting.
+func (s *Subscription) OnReady(f func()) { s.notify.Store(&f) }
+
+// Ready reports whether Pop has an event or the subscription lagged.
+func (s *Subscription) Ready() bool {
+	s.mu.Lock()
+	n := len(s.queue)
+	s.mu.Unlock()
+	return n > 0 || s.IsLagged()
+}
 
 // Close stops delivery to the subscription.
 func (s *Subscription) Close() {
@@ -300,14 +369,34 @@ func (s *Subscription) Close() {
 
 // offer is called with the hub's read lock held, so it must not block.
 func (s *Subscription) offer(d *Delivery) {
-	select {
-	case s.ch <- d:
-	default:
+	s.mu.Lock()
+	full := len(s.queue) >= s.limit
+	if !full {
+		if s.queue == nil {
+			s.queue = s.inline[:0]
+		}
+		s.queue = append(s.queue, d)
+	}
+	s.mu.Unlock()
+	if full {
 		s.hub.lagging.Add(1)
 		s.lagOnce.Do(func() {
 			close(s.lagged)
 			// Removing takes the write lock: do it outside the dispatch.
 			go s.Close()
+			s.ring()
 		})
+		return
+	}
+	s.ring()
+}
+
+func (s *Subscription) ring() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // a token is there already
+	}
+	if f := s.notify.Load(); f != nil {
+		(*f)()
 	}
 }

@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -56,8 +57,9 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 		Resolvers:  graph.NewResolver(svc, log),
 		Complexity: graph.Complexity(opt.DefaultPage),
 	}))
-	srv.AddTransport(newWebSocket(log, opt, transport.Websocket{ // websocket.go
-		InitFunc:              wsInit(svc, opt.Limits),
+	check := wsInitCheck(svc, opt.Limits)
+	srv.AddTransport(newWebSocket(log, opt, check, transport.Websocket{ // websocket.go, wsconn.go
+		InitFunc:              wsInit(check),
 		InitTimeout:           opt.WSInitTimeout,
 		KeepAlivePingInterval: opt.WSPingInterval, // legacy graphql-ws "ka"
 		PingPongInterval:      opt.WSPingInterval, // graphql-transport-ws ping/pong
@@ -94,11 +96,26 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	return srv
 }
 
-// wsInit authenticates a WebSocket from its connection_init payload. A
-// subscription never starts unauthenticated: a missing or bad token closes
-// the socket with 4403.
-func wsInit(svc *chat.Service, limits RateLimits) transport.WebsocketInitFunc {
-	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+// initRefusal is why a connection_init was refused, with the close code
+// and reason to answer it with.
+type initRefusal struct {
+	code   int
+	reason string
+	err    error
+}
+
+func (e *initRefusal) Error() string { return e.err.Error() }
+func (e *initRefusal) Unwrap() error { return e.err }
+
+// initCheck authenticates a WebSocket from its connection_init payload and
+// applies the new-connection rate limit; it returns an *initRefusal when
+// the socket must close.
+type initCheck func(ctx context.Context, p transport.InitPayload) (context.Context, error)
+
+// wsInitCheck is the initCheck of the service: a subscription never starts
+// unauthenticated; a missing or bad token closes the socket with 4403.
+func wsInitCheck(svc *chat.Service, limits RateLimits) initCheck {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, error) {
 		token := p.Authorization()
 		for _, k := range []string{"authToken", "token"} {
 			if token == "" {
@@ -107,16 +124,28 @@ func wsInit(svc *chat.Service, limits RateLimits) transport.WebsocketInitFunc {
 		}
 		userID, err := svc.Authenticate(ctx, token)
 		if err != nil {
-			ctx = transport.WithWebsocketCloseCode(ctx, CloseForbidden)
-			ctx = transport.AppendCloseReason(ctx, "Forbidden")
-			return ctx, nil, err
+			return ctx, &initRefusal{code: CloseForbidden, reason: "Forbidden", err: err}
 		}
 		if d, ok := limits.allow(ctx, "ws:"+userID, limits.Connections); !ok {
-			err := rateLimited("new connections", d)
-			ctx = transport.WithWebsocketCloseCode(ctx, CloseRateLimited)
-			ctx = transport.AppendCloseReason(ctx, "Too many connections: retry after "+retryHint(d.RetryAfter))
+			return ctx, &initRefusal{code: CloseRateLimited, reason: "Too many connections: retry after " + retryHint(d.RetryAfter),
+				err: rateLimited("new connections", d)}
+		}
+		return auth.WithViewer(ctx, userID), nil
+	}
+}
+
+// wsInit adapts check to gqlgen's transport (the legacy protocol).
+func wsInit(check initCheck) transport.WebsocketInitFunc {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		next, err := check(ctx, p)
+		var refused *initRefusal
+		if errors.As(err, &refused) {
+			ctx = transport.WithWebsocketCloseCode(ctx, refused.code)
+			return transport.AppendCloseReason(ctx, refused.reason), nil, err
+		}
+		if err != nil {
 			return ctx, nil, err
 		}
-		return auth.WithViewer(ctx, userID), nil, nil
+		return next, nil, nil
 	}
 }

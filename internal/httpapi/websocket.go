@@ -53,8 +53,11 @@ type webSocket struct {
 	pingInterval time.Duration // legacy graphql-ws: protocol pings, dead after 2×
 	maxPerUser   int           // open connections per user on this replica (4429); 0: no cap
 	origins      originPolicy
+	check        initCheck
 	log          *slog.Logger
 	metrics      *metrics.Metrics
+
+	frames sync.Pool // *[]byte frame buffers (wsconn.go)
 
 	mu      sync.Mutex
 	perUser map[string]int
@@ -64,9 +67,10 @@ var _ graphql.Transport = (*webSocket)(nil)
 
 // newWebSocket wraps base. It takes over base's InitTimeout, on which gqlgen
 // would close with 1002.
-func newWebSocket(log *slog.Logger, opt GraphQLOptions, base transport.Websocket) *webSocket {
+func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base transport.Websocket) *webSocket {
 	t := &webSocket{
-		base: base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
+		check: check,
+		base:  base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
 		pingInterval: base.KeepAlivePingInterval, maxPerUser: opt.WSMaxConnsPerUser,
 		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{}, metrics: opt.Metrics,
 	}
@@ -82,6 +86,10 @@ func (t *webSocket) Supports(r *http.Request) bool { return t.base.Supports(r) }
 func (t *webSocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	if !t.origins.allowed(r) {
 		http.Error(w, "Forbidden: origin not allowed (see ALLOWED_ORIGINS)", http.StatusForbidden)
+		return
+	}
+	if offeredSubprotocol(r, transportWSProtocol) {
+		t.serveTransportWS(w, r, exec) // wsconn.go
 		return
 	}
 	c := &wsConn{t: t, reqCtx: r.Context(), done: make(chan struct{})}

@@ -17,6 +17,11 @@ func TestMain(m *testing.M) { os.Exit(testinfra.Run(m)) }
 
 func newBroker(t *testing.T, url, prefix string) *redisbroker.Broker {
 	t.Helper()
+	return newBrokerTB(t, url, prefix)
+}
+
+func newBrokerTB(t testing.TB, url, prefix string) *redisbroker.Broker {
+	t.Helper()
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)

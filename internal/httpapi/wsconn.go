@@ -1,0 +1,822 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/parley-chat/parley/graph"
+	"github.com/parley-chat/parley/internal/auth"
+)
+
+// graphql-transport-ws, served by our own code rather than gqlgen's
+// transport: what a connection costs when idle and what an event costs
+// per subscriber are what fan-out is made of (BENCHMARKS.md).
+//
+//   - One goroutine per connection, reading, with a shallow stack and no
+//     buffer of its own between messages; operations run on goroutines of
+//     their own, which end with them.
+//   - A subscription whose stream can say when it has something
+//     (graph.StreamReadiness) has no goroutine while idle: the hub's
+//     callback starts one that writes what is ready and ends.
+//   - Every message is one frame built in a pooled buffer and written with
+//     one call; a "next" is the encoded payload (shared by subscribers of
+//     the same event and selection) with the envelope around it, not
+//     re-marshalled.
+//
+// Close codes are graphql-ws's (4400, 4401, 4403, 4408, 4409, 4429) and
+// ours (1012, 1013). The legacy graphql-ws protocol stays on gqlgen's
+// transport (websocket.go).
+
+const (
+	transportWSProtocol = "graphql-transport-ws"
+
+	closeBadRequest   = 4400
+	closeUnauthorized = 4401
+	closeDuplicateOp  = 4409
+
+	// closeGrace is how long a closing handshake may take: writing the
+	// close frame (behind a blocked write) and the peer's answer.
+	closeGrace = 5 * time.Second
+	// wsReadLimit bounds one message (as gqlgen's transport did).
+	wsReadLimit = 1 << 20
+)
+
+type streamsBaseKey struct{}
+
+// StreamsContext marks ctx, an http.Server's BaseContext, as the context
+// whose end (with cause ErrShuttingDown) ends every stream. WebSockets
+// outlive their upgrade request's context, which net/http cancels when
+// the handler returns, so they take their end from this one.
+func StreamsContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, streamsBaseKey{}, ctx)
+}
+
+// twsConn is one graphql-transport-ws connection.
+type twsConn struct {
+	t       *webSocket
+	exec    graphql.GraphExecutor
+	nc      net.Conn
+	fr      frameReader
+	headers http.Header
+
+	// ctx ends when the connection does; opCtx (set at connection_init)
+	// carries the viewer.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	opCtx  context.Context
+
+	// wsem serialises frame writes; a channel so that the close handshake
+	// can give up on a write that never ends.
+	wsem       chan struct{}
+	writeTimer *time.Timer // armed while a write is in progress
+	closeSent  bool        // under wsem
+
+	mu        sync.Mutex
+	acked     bool
+	initDone  bool
+	closing   bool
+	ops       map[string]*twsOp
+	user      string
+	initTimer *time.Timer
+	pingTimer *time.Timer
+	pongDue   bool
+	closedHow string
+	closed    func(how string)
+}
+
+// serveTransportWS upgrades r and serves graphql-transport-ws on a
+// goroutine of the connection's own; it returns at once.
+func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if err := checkUpgrade(r); err != nil {
+		http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	h := w.Header()
+	h.Set("Upgrade", "websocket")
+	h.Set("Connection", "Upgrade")
+	h.Set("Sec-WebSocket-Accept", websocketAccept(r.Header.Get("Sec-WebSocket-Key")))
+	h.Set("Sec-WebSocket-Protocol", transportWSProtocol)
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.log.Error("websocket hijack", "err", err)
+		return
+	}
+	var r0 io.Reader = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		// The client wrote before it saw the 101 (pipelining).
+		early, _ := brw.Reader.Peek(n)
+		r0 = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+	}
+	base, _ := r.Context().Value(streamsBaseKey{}).(context.Context)
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	c := &twsConn{
+		t: t, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
+		headers: http.Header{"Upgrade": []string{"websocket"}},
+		ctx:     ctx, cancel: cancel, wsem: make(chan struct{}, 1),
+		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
+	}
+	if t.initTimeout > 0 {
+		c.mu.Lock()
+		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
+		c.mu.Unlock()
+	}
+	stopWatch := context.AfterFunc(base, func() {
+		if shuttingDown(base) {
+			c.closeWith(CloseServiceRestart, reasonRestart)
+		} else {
+			c.closeWith(closeGoingAway, "server stopped")
+		}
+	})
+	go c.serve(stopWatch)
+}
+
+func (c *twsConn) serve(stopWatch func() bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.t.log.Error("websocket: panic", "panic", fmt.Sprint(p))
+		}
+		stopWatch()
+		c.finish()
+	}()
+	for {
+		_, msg, err := c.fr.readMessage(c.control)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		c.mu.Lock()
+		c.pongDue = false // any message proves the peer alive
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			continue // waiting for the peer's close frame
+		}
+		c.handle(msg)
+	}
+}
+
+// control handles a control frame read between messages.
+func (c *twsConn) control(op byte, payload []byte) error {
+	switch op {
+	case opPing:
+		c.writeFrame(opPong, payload)
+	case opClose:
+		code, reason, err := parseClose(payload)
+		if err != nil {
+			return err
+		}
+		if c.beginClose() {
+			c.setClosedHow("peer")
+			echo := code
+			if code == 1005 {
+				echo = closeNormal
+			}
+			c.writeClose(echo, "")
+		}
+		return &peerCloseError{code: code, reason: reason}
+	}
+	return nil
+}
+
+func (c *twsConn) readFailed(err error) {
+	var we *wsError
+	switch {
+	case errors.As(err, &we):
+		if c.beginClose() {
+			c.setClosedHow(strconv.Itoa(we.code))
+			c.writeClose(we.code, we.reason)
+		}
+		c.discardUntilClosed()
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+	}
+}
+
+// discardUntilClosed reads and drops what the peer still sends (the rest
+// of a frame we refused, its close frame) until it closes, for up to
+// closeGrace: closing with unread input would reset the connection and
+// could destroy our close frame before the peer reads it.
+func (c *twsConn) discardUntilClosed() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.Copy(io.Discard, c.fr.r)
+}
+
+// finish releases everything once the connection is over.
+func (c *twsConn) finish() {
+	c.cancel(context.Canceled)
+	_ = c.nc.Close()
+	c.mu.Lock()
+	c.stopTimersLocked()
+	user, how := c.user, c.closedHow
+	c.user = ""
+	c.ops = nil
+	c.mu.Unlock()
+	if user != "" {
+		c.t.releaseUser(user)
+	}
+	if how == "" {
+		how = "peer"
+	}
+	c.closed(how)
+}
+
+func (c *twsConn) stopTimersLocked() {
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+}
+
+// twsMessage is a message of the protocol, either way.
+type twsMessage struct {
+	ID      *string         `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+func (c *twsConn) handle(raw []byte) {
+	var m twsMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		c.closeWith(closeBadRequest, "Invalid message received")
+		return
+	}
+	switch m.Type {
+	case "connection_init":
+		c.connectionInit(m.Payload)
+	case "ping":
+		if len(m.Payload) > 0 && !isJSONObject(m.Payload) && string(m.Payload) != "null" {
+			c.closeWith(closeBadRequest, `Invalid message received: "ping" payload must be an object`)
+			return
+		}
+		c.writeMessage("pong", "", m.Payload)
+	case "pong":
+	case "subscribe":
+		c.subscribe(m)
+	case "complete":
+		if m.ID == nil || *m.ID == "" {
+			c.closeWith(closeBadRequest, `Invalid message received: "complete" needs an id`)
+			return
+		}
+		c.mu.Lock()
+		op := c.ops[*m.ID]
+		c.mu.Unlock()
+		if op != nil {
+			// Answered with a "complete" once the operation has stopped
+			// (as gqlgen's transport does), never with another "next".
+			op.completedByClient.Store(true)
+			op.cancel()
+		}
+	default:
+		c.closeWith(closeBadRequest, fmt.Sprintf("Invalid message received: unexpected type %.40q", m.Type))
+	}
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+func (c *twsConn) connectionInit(payload json.RawMessage) {
+	c.mu.Lock()
+	again := c.initDone
+	c.initDone = true
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	closing := c.closing
+	c.mu.Unlock()
+	if closing {
+		return
+	}
+	if again {
+		c.closeWith(CloseRateLimited, "Too many initialisation requests")
+		return
+	}
+	p := transport.InitPayload{}
+	if len(payload) > 0 && string(payload) != "null" {
+		if !isJSONObject(payload) || json.Unmarshal(payload, &p) != nil {
+			c.closeWith(closeBadRequest, "Invalid connection_init payload: want an object")
+			return
+		}
+	}
+	ctx, code, reason, err := c.t.authenticate(c.ctx, p)
+	if err != nil {
+		c.closeWith(code, reason)
+		return
+	}
+	if user := auth.Viewer(ctx); user != "" {
+		if !c.t.acquire(user) {
+			c.closeWith(CloseRateLimited, fmt.Sprintf("Too many connections: at most %d per user", c.t.maxPerUser))
+			return
+		}
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			c.t.releaseUser(user)
+			return
+		}
+		c.user = user
+		c.mu.Unlock()
+	}
+	c.opCtx = ctx
+	c.mu.Lock()
+	c.acked = true
+	if d := c.t.pingInterval; d > 0 {
+		c.pingTimer = time.AfterFunc(d, c.pingTick)
+	}
+	c.mu.Unlock()
+	c.writeMessage("connection_ack", "", nil)
+}
+
+func (c *twsConn) initTimedOut() {
+	c.mu.Lock()
+	late := !c.initDone
+	c.initDone = true
+	c.mu.Unlock()
+	if late {
+		c.closeWith(CloseInitTimeout, reasonInitTimeout)
+	}
+}
+
+// pingTick sends a protocol ping every interval; a peer that answered
+// nothing for a whole interval since the last one is dropped.
+func (c *twsConn) pingTick() {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	dead := c.pongDue
+	c.pongDue = true
+	c.pingTimer.Reset(c.t.pingInterval)
+	c.mu.Unlock()
+	if dead {
+		c.dropDeadPeer()
+		return
+	}
+	c.writeMessage("ping", "", nil)
+}
+
+func (c *twsConn) dropDeadPeer() {
+	user := c.viewer()
+	if !c.beginClose() {
+		return
+	}
+	c.setClosedHow("dead")
+	c.t.log.Info("dropping a WebSocket whose client stopped answering pings", "user", user)
+	_ = c.nc.Close()
+}
+
+func (c *twsConn) viewer() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
+}
+
+func (c *twsConn) setClosedHow(how string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closedHow = how
+}
+
+// beginClose reports whether the caller is the one to close. It frees the
+// connection's slot at once: a client told to reconnect (1012, 1013) must
+// not find its slot still taken by the closing handshake. Operations end.
+func (c *twsConn) beginClose() bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.closing = true
+	c.stopTimersLocked()
+	user := c.user
+	c.user = ""
+	c.mu.Unlock()
+	if user != "" {
+		c.t.releaseUser(user)
+	}
+	c.cancel(errConnClosing)
+	return true
+}
+
+var errConnClosing = errors.New("websocket closing")
+
+// closeWith starts the close handshake in the background: the close frame
+// gets closeGrace to be written (behind a blocked write), then the peer
+// closeGrace to answer; then the connection is dropped.
+func (c *twsConn) closeWith(code int, reason string) {
+	if !c.beginClose() {
+		return
+	}
+	c.setClosedHow(strconv.Itoa(code))
+	go func() {
+		if !c.writeClose(code, reason) {
+			_ = c.nc.Close()
+			return
+		}
+		time.AfterFunc(closeGrace, func() { _ = c.nc.Close() })
+	}()
+}
+
+// writeClose writes the close frame; after it no data frame is written.
+// It reports whether the frame was written.
+func (c *twsConn) writeClose(code int, reason string) bool {
+	timer := time.NewTimer(closeGrace)
+	defer timer.Stop()
+	select {
+	case c.wsem <- struct{}{}:
+	case <-timer.C:
+		return false
+	}
+	defer func() { <-c.wsem }()
+	if c.closeSent {
+		return true
+	}
+	c.closeSent = true
+	p := closePayload(code, reason)
+	buf := appendFrameHeader(make([]byte, 0, 4+len(p)), opClose, len(p))
+	buf = append(buf, p...)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+	_, err := c.nc.Write(buf)
+	return err == nil
+}
+
+// writeFrame writes one frame whose payload is the parts concatenated; a
+// write blocked for longer than the write timeout (the client stopped
+// reading) closes the connection with 1013.
+func (c *twsConn) writeFrame(op byte, parts ...[]byte) bool {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	bp := c.t.frameBuffer()
+	buf := appendFrameHeader((*bp)[:0], op, n)
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
+	ok := c.write(buf)
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		c.t.frames.Put(bp)
+	}
+	return ok
+}
+
+// write writes a whole frame (or several) under the write lock.
+func (c *twsConn) write(frame []byte) bool {
+	c.wsem <- struct{}{}
+	defer func() { <-c.wsem }()
+	if c.closeSent {
+		return false
+	}
+	if d := c.t.writeTimeout; d > 0 {
+		if c.writeTimer == nil {
+			c.writeTimer = time.AfterFunc(d, c.writeTimedOut)
+		} else {
+			c.writeTimer.Reset(d)
+		}
+		defer c.writeTimer.Stop()
+	}
+	_, err := c.nc.Write(frame)
+	return err == nil
+}
+
+func (c *twsConn) writeTimedOut() {
+	c.t.log.Warn("closing a WebSocket whose client stopped reading", "user", c.viewer(), "code", CloseTryAgainLater)
+	c.closeWith(CloseTryAgainLater, reasonSlow)
+}
+
+// writeMessage writes {"type":…,"id":…,"payload":…}; payload must be JSON
+// (or empty).
+func (c *twsConn) writeMessage(typ, id string, payload []byte) bool {
+	return c.writeEnvelope(typ, id, "", payload, "")
+}
+
+// writeEnvelope writes {"type":typ,"id":id,"payload":pre+payload+post} as
+// one frame built in a pooled buffer: the hot path of every delivery.
+func (c *twsConn) writeEnvelope(typ, id, pre string, payload []byte, post string) bool {
+	if !plainJSONString(id) {
+		q, _ := json.Marshal(id)
+		id = string(q[1 : len(q)-1])
+	}
+	n := len(`{"type":""}`) + len(typ)
+	if id != "" {
+		n += len(`,"id":""`) + len(id)
+	}
+	body := len(pre) + len(payload) + len(post)
+	if body > 0 {
+		n += len(`,"payload":`) + body
+	}
+	bp := c.t.frameBuffer()
+	buf := appendFrameHeader((*bp)[:0], opText, n)
+	buf = append(buf, `{"type":"`...)
+	buf = append(buf, typ...)
+	buf = append(buf, '"')
+	if id != "" {
+		buf = append(buf, `,"id":"`...)
+		buf = append(buf, id...)
+		buf = append(buf, '"')
+	}
+	if body > 0 {
+		buf = append(buf, `,"payload":`...)
+		buf = append(buf, pre...)
+		buf = append(buf, payload...)
+		buf = append(buf, post...)
+	}
+	buf = append(buf, '}')
+	ok := c.write(buf)
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		c.t.frames.Put(bp)
+	}
+	return ok
+}
+
+// plainJSONString reports whether s needs no escaping inside JSON quotes.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x20 || b == '"' || b == '\\' || b >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// sendResponse writes a "next". The common case, data without errors or
+// extensions, is written as it is: no marshalling per subscriber.
+func (c *twsConn) sendResponse(id string, r *graphql.Response) bool {
+	if len(r.Errors) == 0 && len(r.Extensions) == 0 && len(r.Data) > 0 {
+		return c.writeEnvelope("next", id, `{"data":`, r.Data, "}")
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		c.t.log.Error("websocket: encode response", "err", err)
+		return false
+	}
+	return c.writeMessage("next", id, b)
+}
+
+func (c *twsConn) sendError(id string, errs gqlerror.List) bool {
+	b, err := json.Marshal(errs)
+	if err != nil {
+		c.t.log.Error("websocket: encode errors", "err", err)
+		return false
+	}
+	return c.writeMessage("error", id, b)
+}
+
+// twsOp is one running operation.
+type twsOp struct {
+	c      *twsConn
+	id     string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// For a subscription driven without a goroutine of its own.
+	responses graphql.ResponseHandler
+	ready     func() bool
+	scheduled atomic.Bool // a goroutine owns the stream and is draining it
+	kicked    atomic.Bool // something may be ready since the owner last looked
+	finished  atomic.Bool
+	// completedByClient: the client sent "complete".
+	completedByClient atomic.Bool
+
+	mu  sync.Mutex
+	err *gqlerror.Error // the error that ended the stream
+}
+
+type twsSubscribePayload struct {
+	Query         *string        `json:"query"`
+	OperationName string         `json:"operationName"`
+	Variables     map[string]any `json:"variables"`
+	Extensions    map[string]any `json:"extensions"`
+}
+
+func (c *twsConn) subscribe(m twsMessage) {
+	c.mu.Lock()
+	acked := c.acked
+	c.mu.Unlock()
+	if !acked {
+		c.closeWith(closeUnauthorized, "Unauthorized")
+		return
+	}
+	if m.ID == nil || *m.ID == "" {
+		c.closeWith(closeBadRequest, `Invalid message received: "subscribe" needs an id`)
+		return
+	}
+	var p twsSubscribePayload
+	dec := json.NewDecoder(bytes.NewReader(m.Payload))
+	dec.UseNumber() // as gqlgen's transports decode variables
+	if !isJSONObject(m.Payload) || dec.Decode(&p) != nil || p.Query == nil {
+		c.closeWith(closeBadRequest, `Invalid message received: "subscribe" needs a payload with a query`)
+		return
+	}
+	id := *m.ID
+	ctx, cancel := context.WithCancel(c.opCtx)
+	op := &twsOp{c: c, id: id, ctx: ctx, cancel: cancel}
+	c.mu.Lock()
+	if c.ops == nil { // closed meanwhile
+		c.mu.Unlock()
+		cancel()
+		return
+	}
+	if _, dup := c.ops[id]; dup {
+		c.mu.Unlock()
+		cancel()
+		c.closeWith(closeDuplicateOp, fmt.Sprintf("Subscriber for %.100s already exists", id))
+		return
+	}
+	c.ops[id] = op
+	c.mu.Unlock()
+	params := &graphql.RawParams{
+		Query: *p.Query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
+		Headers: c.headers, ReadTime: graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()},
+	}
+	go op.run(params)
+}
+
+// run executes the operation. A query or mutation answers and completes;
+// a subscription is handed to its stream's readiness callback if it has
+// one, and its goroutine ends.
+func (op *twsOp) run(params *graphql.RawParams) {
+	c := op.c
+	defer func() {
+		if p := recover(); p != nil {
+			c.t.log.Error("websocket operation: panic", "panic", fmt.Sprint(p))
+			op.setErr(&gqlerror.Error{Message: "internal system error", Extensions: map[string]any{"code": graph.CodeInternal}})
+			op.finish()
+		}
+	}()
+	ctx := graphql.StartOperationTrace(op.ctx)
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			// graphql-transport-ws: "error" ends the operation.
+			op.setErr(resp.Errors[0])
+			if len(resp.Errors) > 1 {
+				op.finished.Store(true)
+				c.sendError(op.id, resp.Errors)
+				op.release()
+				return
+			}
+			op.finish()
+			return
+		}
+		c.sendResponse(op.id, resp)
+		op.finish()
+		return
+	}
+	ctx = graphql.WithOperationContext(ctx, rc)
+	ctx = graph.WithStreamErrorSink(ctx, op.setErr)
+	responses, ctx := c.exec.DispatchOperation(ctx, rc)
+	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
+		if ready, onReady, ok := graph.StreamReadiness(ctx); ok {
+			op.ctx, op.responses, op.ready = ctx, responses, ready
+			onReady(op.kick)
+			context.AfterFunc(op.ctx, op.kick) // to notice the end while idle
+			op.kick()
+			return
+		}
+	}
+	for {
+		r := responses(ctx)
+		if r == nil {
+			break
+		}
+		if !c.sendResponse(op.id, r) {
+			break
+		}
+	}
+	op.finish()
+}
+
+func (op *twsOp) setErr(err *gqlerror.Error) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	op.err = err
+}
+
+// kick makes sure a goroutine is writing what the stream has ready.
+func (op *twsOp) kick() {
+	op.kicked.Store(true)
+	if op.scheduled.CompareAndSwap(false, true) {
+		go op.drain()
+	}
+}
+
+func (op *twsOp) drain() {
+	defer func() {
+		if p := recover(); p != nil {
+			op.c.t.log.Error("websocket subscription: panic", "panic", fmt.Sprint(p))
+			op.setErr(&gqlerror.Error{Message: "internal system error", Extensions: map[string]any{"code": graph.CodeInternal}})
+			op.finish()
+		}
+	}()
+	// Only the goroutine that set scheduled touches the stream; a kick
+	// while it drains makes it look again before it lets go.
+	for {
+		op.kicked.Store(false)
+		if op.finished.Load() {
+			return
+		}
+		for op.ctx.Err() == nil && op.ready() {
+			r := op.responses(op.ctx)
+			if r == nil {
+				op.finish()
+				return
+			}
+			if !op.c.sendResponse(op.id, r) {
+				op.cancel()
+				break
+			}
+		}
+		if op.ctx.Err() != nil {
+			op.finish()
+			return
+		}
+		op.scheduled.Store(false)
+		if !op.kicked.Load() || !op.scheduled.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// finish ends the operation once: "error" if its stream ended with one,
+// "complete" if it ended by itself; nothing if the client completed it or
+// the connection is going.
+func (op *twsOp) finish() {
+	if !op.finished.CompareAndSwap(false, true) {
+		return
+	}
+	op.mu.Lock()
+	err := op.err
+	op.mu.Unlock()
+	switch {
+	case op.c.ctx.Err() != nil:
+		// The connection is closing: its close frame says it all.
+	case err != nil:
+		op.c.sendError(op.id, gqlerror.List{err})
+	case op.ctx.Err() == nil || op.completedByClient.Load():
+		op.c.writeMessage("complete", op.id, nil)
+	}
+	op.release()
+}
+
+func (op *twsOp) release() {
+	op.c.mu.Lock()
+	if op.c.ops != nil && op.c.ops[op.id] == op {
+		delete(op.c.ops, op.id)
+	}
+	op.c.mu.Unlock()
+	op.cancel()
+}
+
+// authenticate checks a connection_init payload; on failure it returns the
+// close code and reason.
+func (t *webSocket) authenticate(ctx context.Context, p transport.InitPayload) (context.Context, int, string, error) {
+	if t.check == nil {
+		return ctx, 0, "", nil
+	}
+	next, err := t.check(ctx, p)
+	if err != nil {
+		var refused *initRefusal
+		if errors.As(err, &refused) {
+			return ctx, refused.code, refused.reason, err
+		}
+		return ctx, CloseForbidden, "Forbidden", err
+	}
+	return next, 0, "", nil
+}
+
+// frameBuffer returns a buffer for building frames, from a pool shared by
+// the transport's connections (an idle connection holds none).
+func (t *webSocket) frameBuffer() *[]byte {
+	if bp, ok := t.frames.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, 1024)
+	return &b
+}
