@@ -75,6 +75,7 @@ type config struct {
 	ConnRate        float64       `json:"conn_rate"`
 	ConnConcurrency int           `json:"conn_concurrency"`
 	Hold            time.Duration `json:"hold"`
+	OpenSettle      time.Duration `json:"open_settle"`
 	Drain           time.Duration `json:"drain"`
 	Settle          time.Duration `json:"settle"`
 	RegConcurrency  int           `json:"register_concurrency"`
@@ -110,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.ConnRate, "conn-rate", 0, "sockets opened per second, over all workers (0: as fast as -conn-concurrency allows)")
 	fs.IntVar(&c.ConnConcurrency, "conn-concurrency", 256, "sockets being opened at once, per worker process")
 	fs.DurationVar(&c.Hold, "hold", 5*time.Second, "connections: how long the idle sockets are held")
+	fs.DurationVar(&c.OpenSettle, "open-settle", 2*time.Second, "pause after the sockets opened, before the server's memory is read and messages flow")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "how long to wait for deliveries after the last send")
 	fs.DurationVar(&c.Settle, "settle", 15*time.Second, "churn: how long to wait for the server's goroutines to return to baseline")
 	fs.IntVar(&c.RegConcurrency, "register-concurrency", 8, "registrations at once during setup")

@@ -35,7 +35,7 @@ func parseSourceAddrs(s string) ([]string, error) {
 			continue
 		}
 		hiIP := net.ParseIP(hi).To4()
-		if hiIP == nil || !bytes.Equal(loIP[:3], hiIP[:3]) || hiIP[3] < loIP[3] {
+		if hiIP == nil || loIP[0] != hiIP[0] || loIP[1] != hiIP[1] || loIP[2] != hiIP[2] || hiIP[3] < loIP[3] {
 			return nil, fmt.Errorf("source range %q: want a.b.c.x-a.b.c.y with x ≤ y", part)
 		}
 		for b := int(loIP[3]); b <= int(hiIP[3]); b++ {

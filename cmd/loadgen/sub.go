@@ -244,6 +244,10 @@ func (s *sub) event(body, cursor string, now int64) {
 		s.seen = append(s.seen, 0)
 	}
 	if s.seen[w]&(1<<(seq%64)) != 0 {
+		if seq == 0 {
+			s.mu.Unlock() // warm-up messages are resent until every socket has one
+			return
+		}
 		s.dups++
 		s.mu.Unlock()
 		return

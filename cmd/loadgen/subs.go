@@ -95,7 +95,7 @@ func (e *env) runSubs(ctx context.Context) error {
 	}
 	e.log.Info("sockets open", "opened", res.Opened, "failed", res.OpenFailed, "seconds", fmt.Sprintf("%.2f", res.OpenSeconds), "rate", fmt.Sprintf("%.0f/s", res.OpenRate), "errors", res.OpenErrors)
 	e.rep.Checks.NotLive += int64(res.OpenFailed)
-	time.Sleep(2 * time.Second) // let the server's memory settle
+	time.Sleep(cfg.OpenSettle) // let the server's memory settle, subscriptions start
 	afterOpen := e.watch.sample(ctx)
 	e.rep.Open = &openSamples{Before: before, After: afterOpen}
 	if res.Opened > 0 {
@@ -108,17 +108,24 @@ func (e *env) runSubs(ctx context.Context) error {
 
 	warm := cfg.Scenario == "fanout"
 	if warm {
-		// One message per group, received by every socket, proves them all live.
+		// One message per group, received by every socket, proves them all
+		// live. A subscription may start a little after its pong, so the
+		// warm-up is sent again while sockets lack it.
 		need := map[int]int{}
-		for g, gr := range groups {
-			need[g] = 1
-			if _, err := e.setup.send(ctx, users[gr.Members[0]], cfg.URLs[g%len(cfg.URLs)], gr.ID, messageBody(e.run, g, 0, time.Now())); err != nil {
-				return fmt.Errorf("warm-up send: %w", err)
+		var short int
+		for try := 0; try < 5; try++ {
+			for g, gr := range groups {
+				need[g] = 1
+				if _, err := e.setup.send(ctx, users[gr.Members[0]], cfg.URLs[g%len(cfg.URLs)], gr.ID, messageBody(e.run, g, 0, time.Now())); err != nil {
+					return fmt.Errorf("warm-up send: %w", err)
+				}
 			}
-		}
-		short, err := e.wait(ctx, need, cfg.Drain)
-		if err != nil {
-			return err
+			if short, err = e.wait(ctx, need, max(cfg.Drain/5, time.Second)); err != nil {
+				return err
+			}
+			if short == 0 {
+				break
+			}
 		}
 		e.log.Info("warm-up delivered", "short_sockets", short)
 		e.rep.Checks.NotLive += int64(short)
