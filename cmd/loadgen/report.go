@@ -88,6 +88,9 @@ func (r *Report) print(w io.Writer) {
 	p("setup: %d registered, %d conversations created, %d messages, %.1fs", r.Setup.Registered, r.Setup.Created, r.Setup.Messages, r.Setup.Seconds)
 	if s := r.Subs; s != nil {
 		p("sockets: %d of %d opened (%d users, %d groups) in %.2fs = %.0f/s; open %s", s.Opened, s.Sockets, s.Users, s.Groups, s.OpenSeconds, s.OpenRate, lat(s.OpenLatency))
+		if s.OpenSeconds > 0 {
+			p("while opening: server CPU %.2fs (%.2f cores), loadgen CPU %.2fs (%.2f cores)", s.OpenServerCPU, s.OpenServerCPU/s.OpenSeconds, s.OpenLoadgenCPU, s.OpenLoadgenCPU/s.OpenSeconds)
+		}
 		if r.Open != nil {
 			for i := range r.Open.Before {
 				p("server %d RSS: %s before open, %s after (%.1f KB per socket)", i, mb(r.Open.Before[i].rss()), mb(r.Open.After[i].rss()), s.RSSPerConnByte/1e3)

@@ -22,6 +22,8 @@ type subsResult struct {
 	OpenLatency    LatSummary       `json:"open_latency"`
 	OpenErrors     map[string]int64 `json:"open_errors,omitempty"`
 	RSSPerConnByte float64          `json:"server_rss_per_conn_bytes,omitempty"`
+	OpenLoadgenCPU float64          `json:"open_loadgen_cpu_seconds"` // this process and its workers, while opening
+	OpenServerCPU  float64          `json:"open_server_cpu_seconds"`  // all replicas, while opening
 
 	Sent          int64      `json:"sent"`
 	SentOK        int64      `json:"sent_ok"`
@@ -74,6 +76,7 @@ func (e *env) runSubs(ctx context.Context) error {
 		p := e.workerProgress(ctx)
 		return fmt.Sprintf("open=%d/%d errors=%v", p.Open, cfg.Subscribers, p.Errors)
 	})
+	openCPU := selfCPU(e.workerPIDs())
 	resps, err := e.all(ctx, func(i int) request {
 		return request{Op: "open", Open: &openReq{Specs: per[i], Rate: cfg.ConnRate / float64(len(e.workers)), Concurrency: cfg.ConnConcurrency}}
 	})
@@ -81,6 +84,7 @@ func (e *env) runSubs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	res.OpenLoadgenCPU = selfCPU(e.workerPIDs()) - openCPU
 	var openLat Hist
 	for _, r := range resps {
 		res.Opened += r.Open.Opened
@@ -90,6 +94,10 @@ func (e *env) runSubs(ctx context.Context) error {
 		openLat.Merge(r.Open.Lat)
 	}
 	res.OpenLatency = openLat.Summary()
+	afterOpenNow := e.watch.sample(ctx)
+	for i := range afterOpenNow {
+		res.OpenServerCPU += afterOpenNow[i].cpu() - before[i].cpu()
+	}
 	if res.OpenSeconds > 0 {
 		res.OpenRate = float64(res.Opened) / res.OpenSeconds
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -118,8 +119,9 @@ type worker struct {
 	hc   *httpClients
 	sink *sink
 
-	mu   sync.Mutex
-	subs []*sub
+	mu      sync.Mutex
+	subs    []*sub
+	opening atomic.Int64 // sockets proven in the open running now
 }
 
 func (w *worker) handle(ctx context.Context, req request) response {
@@ -136,7 +138,7 @@ func (w *worker) handle(ctx context.Context, req request) response {
 		w.mu.Lock()
 		n := len(w.subs)
 		w.mu.Unlock()
-		resp.Progress = &progressResp{Open: n, Events: w.sink.events.Load(), Measured: w.sink.measured.Load(), Errors: w.sink.errs.Snapshot()}
+		resp.Progress = &progressResp{Open: n + int(w.opening.Load()), Events: w.sink.events.Load(), Measured: w.sink.measured.Load(), Errors: w.sink.errs.Snapshot()}
 	case "wait":
 		resp.Wait = w.wait(ctx, req.Wait)
 	case "verify":
@@ -191,6 +193,7 @@ func (w *worker) open(ctx context.Context, req *openReq) *openResp {
 				return
 			}
 			lat.Record(time.Since(t))
+			w.opening.Add(1)
 			go s.loop(w.ctx)
 			mu.Lock()
 			opened = append(opened, s)
@@ -201,6 +204,7 @@ func (w *worker) open(ctx context.Context, req *openReq) *openResp {
 	secs := time.Since(start).Seconds()
 	w.mu.Lock()
 	w.subs = append(w.subs, opened...)
+	w.opening.Add(-int64(len(opened)))
 	w.mu.Unlock()
 	return &openResp{Opened: len(opened), Failed: len(req.Specs) - len(opened), Seconds: secs, Lat: lat.Snapshot(), Errors: errs.Snapshot()}
 }
