@@ -93,8 +93,9 @@ func (r *Report) print(w io.Writer) {
 		}
 		if r.Open != nil {
 			for i := range r.Open.Before {
-				p("server %d RSS: %s before open, %s after (%.1f KB per socket)", i, mb(r.Open.Before[i].rss()), mb(r.Open.After[i].rss()), s.RSSPerConnByte/1e3)
+				p("server %d RSS: %s before open, %s after", i, mb(r.Open.Before[i].rss()), mb(r.Open.After[i].rss()))
 			}
+			p("server RSS per socket: %.1f KB (all replicas' growth over all sockets)", s.RSSPerConnByte/1e3)
 		}
 		p("sends: %d ok of %d in %.2fs = %.1f/s; sendMessage %s", s.SentOK, s.Sent, s.SendSeconds, s.SendRate, lat(s.SendLatency))
 		p("deliveries: %d of %d expected, %.0f/s; end to end %s", s.Delivered, s.Expected, s.DeliveryRate, lat(s.E2ELatency))
