@@ -64,7 +64,10 @@ func (e *env) runChurn(ctx context.Context) error {
 	e.beginPhase(ctx)
 	e.log.Info("churning", "rate", cfg.Rate, "duration", cfg.Duration, "workers", len(e.workers))
 	start := time.Now()
-	stop := e.progress(ctx, "churn", func() string { return fmt.Sprintf("elapsed=%.0fs", time.Since(start).Seconds()) })
+	stop := e.progress(ctx, "churn", func() string {
+		p := e.workerProgress(ctx)
+		return fmt.Sprintf("cycles=%d ok=%d rate=%.0f/s", p.Cycles, p.CyclesOK, float64(p.Cycles)/time.Since(start).Seconds())
+	})
 	resps, err := e.all(ctx, func(int) request {
 		return request{Op: "churn", Churn: &churnReq{Specs: specs, URLs: cfg.URLs, Rate: cfg.Rate / float64(len(e.workers)), Duration: cfg.Duration}}
 	})

@@ -178,6 +178,8 @@ func (e *env) workerProgress(ctx context.Context) progressResp {
 			continue
 		}
 		sum.Open += r.Progress.Open
+		sum.Cycles += r.Progress.Cycles
+		sum.CyclesOK += r.Progress.CyclesOK
 		sum.Events += r.Progress.Events
 		sum.Measured += r.Progress.Measured
 		sum.Errors = mergeCounts(sum.Errors, r.Progress.Errors)

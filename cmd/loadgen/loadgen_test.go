@@ -117,3 +117,50 @@ func TestParseSourceAddrs(t *testing.T) {
 		t.Error("backwards range accepted")
 	}
 }
+
+// TestVerifyFindsFaults feeds sockets bad deliveries and checks that each
+// fault is counted.
+func TestVerifyFindsFaults(t *testing.T) {
+	w := &worker{ctx: context.Background(), sink: &sink{run: "r"}}
+	now := time.Now()
+	deliver := func(seqs ...int) *sub {
+		s := newSub(subSpec{Group: 0}, w.sink)
+		for _, q := range seqs {
+			s.event(messageBody("r", 0, q, now), "", now.UnixNano())
+		}
+		w.subs = append(w.subs, s)
+		return s
+	}
+	deliver(1, 2, 3)    // all well
+	deliver(1, 3, 2)    // 3 before 2, though 2 completed before 3 was sent
+	deliver(1, 1, 2)    // 1 twice, 3 lost
+	deliver(0, 1, 2, 3) // warm-up, then all well
+	s := newSub(subSpec{Group: 0}, w.sink)
+	s.event("lg other-run 0 1 5", "", now.UnixNano()) // another run's message
+	w.subs = append(w.subs, s)
+
+	ns := now.UnixNano()
+	sent := &groupSent{
+		Issue: []int64{0, ns, ns + 10, ns + 30, ns + 40},
+		Resp:  []int64{0, ns + 5, ns + 20, ns + 35, 0}, // seq 4 failed
+	}
+	r := w.verify(&verifyReq{Groups: map[int]*groupSent{0: sent}})
+	if r.Lost != 1+3 { // sub C lost 3; the foreign-only sub lost 1, 2, 3
+		t.Errorf("lost %d, want 4", r.Lost)
+	}
+	if r.Duplicated != 1 {
+		t.Errorf("duplicated %d, want 1", r.Duplicated)
+	}
+	if r.OutOfOrder != 1 {
+		t.Errorf("out of order %d, want 1", r.OutOfOrder)
+	}
+	if r.Foreign != 1 {
+		t.Errorf("foreign %d, want 1", r.Foreign)
+	}
+	if got := len(r.Hashes[0]); got != 2 {
+		t.Errorf("%d distinct orders among complete sockets, want 2: %v", got, r.Hashes)
+	}
+	if r.Expected != 5*3 || r.Delivered != 15-4 {
+		t.Errorf("expected %d delivered %d, want 15 and 11", r.Expected, r.Delivered)
+	}
+}

@@ -180,6 +180,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 				c.Procs = (c.Subscribers + socketsPerProc - 1) / socketsPerProc
 			}
 		}
+		if per := c.Subscribers / max(c.Procs, 1); per > 19000 {
+			return c, fmt.Errorf("%d sockets per process: a process may open 20,000 files here; raise -procs", per)
+		}
 	case "churn":
 		def(&c.Users, 10)
 		deff(&c.Rate, 100)

@@ -59,6 +59,8 @@ type openResp struct {
 
 type progressResp struct {
 	Open     int              `json:"open"`
+	Cycles   int64            `json:"cycles"`
+	CyclesOK int64            `json:"cycles_ok"`
 	Events   int64            `json:"events"`
 	Measured int64            `json:"measured"`
 	Errors   map[string]int64 `json:"errors,omitempty"`
@@ -122,6 +124,8 @@ type worker struct {
 	mu      sync.Mutex
 	subs    []*sub
 	opening atomic.Int64 // sockets proven in the open running now
+	cycles  atomic.Int64 // churn cycles finished
+	cycleOK atomic.Int64 // of those, received their event
 }
 
 func (w *worker) handle(ctx context.Context, req request) response {
@@ -138,7 +142,8 @@ func (w *worker) handle(ctx context.Context, req request) response {
 		w.mu.Lock()
 		n := len(w.subs)
 		w.mu.Unlock()
-		resp.Progress = &progressResp{Open: n + int(w.opening.Load()), Events: w.sink.events.Load(), Measured: w.sink.measured.Load(), Errors: w.sink.errs.Snapshot()}
+		resp.Progress = &progressResp{Open: n + int(w.opening.Load()), Events: w.sink.events.Load(), Measured: w.sink.measured.Load(), Errors: w.sink.errs.Snapshot(),
+			Cycles: w.cycles.Load(), CyclesOK: w.cycleOK.Load()}
 	case "wait":
 		resp.Wait = w.wait(ctx, req.Wait)
 	case "verify":
@@ -341,10 +346,12 @@ func (w *worker) churn(ctx context.Context, req *churnReq) *churnResp {
 				}
 				s.close()
 			}
+			w.cycles.Add(1)
 			if err != nil {
 				errs.Add(errCode(err), 1)
 				return
 			}
+			w.cycleOK.Add(1)
 			lat.Record(time.Since(at))
 			mu.Lock()
 			ok++
