@@ -26,7 +26,7 @@ func (e *env) runChurn(ctx context.Context) error {
 	cfg := e.cfg
 	res := &churnResult{Users: cfg.Users, Groups: cfg.Groups}
 	e.rep.Churn = res
-	users, err := e.setup.users(ctx, cfg.Users)
+	users, err := e.setup.users(ctx, "churn", cfg.Users)
 	if err != nil {
 		return fmt.Errorf("setup users: %w", err)
 	}

@@ -30,7 +30,7 @@ func (e *env) runClosed(ctx context.Context) error {
 	res := &closedResult{Workers: W, Users: cfg.Users, Convs: cfg.Convs}
 	e.rep.Closed = res
 	// Two users beyond the workers' own take part in every conversation.
-	users, err := e.setup.users(ctx, cfg.Users+2)
+	users, err := e.setup.users(ctx, cfg.Scenario, cfg.Users+2)
 	if err != nil {
 		return fmt.Errorf("setup users: %w", err)
 	}

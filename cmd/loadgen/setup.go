@@ -31,8 +31,17 @@ type groupRec struct {
 // serverState is what a run set up on one deployment (its URLs).
 type serverState struct {
 	Prefix string                `json:"prefix"`
-	Users  []userRec             `json:"users"`
-	Sets   map[string][]groupRec `json:"sets"` // conversation sets by shape
+	Pools  map[string][]userRec  `json:"pools"` // users by pool: scenarios don't share users, so one's conversations don't show in another's lists
+	Sets   map[string][]groupRec `json:"sets"`  // conversation sets by shape
+}
+
+func (st *serverState) anyUser() (userRec, bool) {
+	for _, us := range st.Pools {
+		if len(us) > 0 {
+			return us[0], true
+		}
+	}
+	return userRec{}, false
 }
 
 type stateFile struct {
@@ -42,17 +51,16 @@ type stateFile struct {
 // setup registers users and creates conversations over the API, caching
 // both in -state so later runs against the same deployment reuse them.
 type setup struct {
-	path   string
-	key    string
-	file   stateFile
-	st     *serverState
-	urls   []string
-	hc     *httpClients
-	conc   int
-	log    *slog.Logger
-	stats  setupStats
-	mu     sync.Mutex
-	loaded bool
+	path  string
+	key   string
+	file  stateFile
+	st    *serverState
+	urls  []string
+	hc    *httpClients
+	conc  int
+	log   *slog.Logger
+	stats setupStats
+	mu    sync.Mutex
 }
 
 type setupStats struct {
@@ -81,19 +89,24 @@ func newSetup(ctx context.Context, path string, urls []string, hc *httpClients, 
 		}
 	}
 	s.st = s.file.Servers[s.key]
-	if s.st != nil && len(s.st.Users) > 0 {
+	if s.st != nil && s.st.Pools == nil {
+		s.st = nil // an older layout
+	}
+	if s.st != nil {
+		u, ok := s.st.anyUser()
+		if !ok {
+			u.Token = "none"
+		}
 		// A reset database or another JWT secret makes the cache useless.
 		var me struct{ Me struct{ ID string } }
-		err := gql(ctx, hc.pick(-1), urls[0], s.st.Users[0].Token, `{ me { id } }`, nil, &me)
-		if err != nil || me.Me.ID != s.st.Users[0].ID {
+		err := gql(ctx, hc.pick(-1), urls[0], u.Token, `{ me { id } }`, nil, &me)
+		if err != nil || me.Me.ID != u.ID {
 			log.Info("state cache does not match the server; starting afresh", "err", err)
 			s.st = nil
-		} else {
-			s.loaded = true
 		}
 	}
 	if s.st == nil {
-		s.st = &serverState{Prefix: randHex(4), Sets: map[string][]groupRec{}}
+		s.st = &serverState{Prefix: randHex(4), Pools: map[string][]userRec{}, Sets: map[string][]groupRec{}}
 		s.file.Servers[s.key] = s.st
 	}
 	return s, nil
@@ -125,12 +138,12 @@ func (s *setup) save() error {
 
 func (s *setup) url(i int) string { return s.urls[i%len(s.urls)] }
 
-// users returns n users, registering those not cached yet with bounded
-// concurrency (the server hashes each password with bcrypt).
-func (s *setup) users(ctx context.Context, n int) ([]userRec, error) {
-	have := len(s.st.Users)
+// users returns n users of pool, registering those not cached yet with
+// bounded concurrency (the server hashes each password with bcrypt).
+func (s *setup) users(ctx context.Context, pool string, n int) ([]userRec, error) {
+	have := len(s.st.Pools[pool])
 	if have >= n {
-		return s.st.Users[:n], nil
+		return s.st.Pools[pool][:n], nil
 	}
 	start := time.Now()
 	s.log.Info("registering users", "have", have, "want", n, "concurrency", s.conc)
@@ -152,7 +165,7 @@ func (s *setup) users(ctx context.Context, n int) ([]userRec, error) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			idx := have + i
-			name := fmt.Sprintf("lg%s_%d", s.st.Prefix, idx)
+			name := fmt.Sprintf("lg%s_%s_%d", s.st.Prefix, pool, idx)
 			var out struct {
 				Register struct {
 					Token string
@@ -186,7 +199,7 @@ func (s *setup) users(ctx context.Context, n int) ([]userRec, error) {
 		if u.ID == "" {
 			break
 		}
-		s.st.Users = append(s.st.Users, u)
+		s.st.Pools[pool] = append(s.st.Pools[pool], u)
 		s.stats.Registered++
 	}
 	s.stats.Seconds += time.Since(start).Seconds()
@@ -196,7 +209,7 @@ func (s *setup) users(ctx context.Context, n int) ([]userRec, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return s.st.Users[:n], nil
+	return s.st.Pools[pool][:n], nil
 }
 
 // idChunk is how many user IDs go into one createConversation or

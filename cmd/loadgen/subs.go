@@ -43,7 +43,7 @@ func (e *env) runSubs(ctx context.Context) error {
 	cfg := e.cfg
 	res := &subsResult{Sockets: cfg.Subscribers, Users: cfg.Users, Groups: cfg.Groups}
 	e.rep.Subs = res
-	users, err := e.setup.users(ctx, cfg.Users)
+	users, err := e.setup.users(ctx, "subs", cfg.Users)
 	if err != nil {
 		return fmt.Errorf("setup users: %w", err)
 	}
