@@ -112,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.ConnConcurrency, "conn-concurrency", 256, "sockets being opened at once, per worker process")
 	fs.DurationVar(&c.Hold, "hold", 5*time.Second, "connections: how long the idle sockets are held")
 	fs.DurationVar(&c.OpenSettle, "open-settle", 2*time.Second, "pause after the sockets opened, before the server's memory is read and messages flow")
-	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "how long to wait for deliveries after the last send")
+	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "longest wait for deliveries after the last send (a socket missing one then counts it lost)")
 	fs.DurationVar(&c.Settle, "settle", 15*time.Second, "churn: how long to wait for the server's goroutines to return to baseline")
 	fs.IntVar(&c.RegConcurrency, "register-concurrency", 8, "registrations at once during setup")
 	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "progress line interval on stderr (0: none)")
@@ -255,6 +255,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*Report,
 	if err != nil {
 		return nil, err
 	}
+	rep.Host.LoadAvgEnd = loadAvg()
 	rep.finish()
 	rep.print(stdout)
 	if cfg.JSONPath != "" {

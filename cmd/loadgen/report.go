@@ -99,6 +99,9 @@ func (r *Report) print(w io.Writer) {
 		}
 		p("sends: %d ok of %d in %.2fs = %.1f/s; sendMessage %s", s.SentOK, s.Sent, s.SendSeconds, s.SendRate, lat(s.SendLatency))
 		p("deliveries: %d of %d expected, %.0f/s; end to end %s", s.Delivered, s.Expected, s.DeliveryRate, lat(s.E2ELatency))
+		if s.DrainShort > 0 {
+			p("drain: %d sockets still missing messages after -drain %s", s.DrainShort, r.Config.Drain)
+		}
 		p("server CPU: %.2fs = %.1f µs per delivery", s.ServerCPUSecs, s.ServerCPUUsPD)
 	}
 	if c := r.Churn; c != nil {
@@ -132,5 +135,6 @@ func (r *Report) print(w io.Writer) {
 	p("errors: %s", strings.Join(parts, " "))
 	l := r.Loadgen
 	p("loadgen CPU: %.2fs over %.1fs = %.2f cores in the phase (%d worker procs); whole run %.2f cores", l.CPUSeconds, l.WallSeconds, l.CPUShare, l.Procs, l.RunCPUShare)
+	p("machine load average: %s at start, %s at end (%d CPUs)", r.Host.LoadAvg, r.Host.LoadAvgEnd, r.Host.NumCPU)
 	p("pass: %v", r.Pass)
 }

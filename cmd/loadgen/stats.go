@@ -208,14 +208,21 @@ func selfCPU(workerPIDs []int) float64 {
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 type hostInfo struct {
-	Hostname  string `json:"hostname"`
-	NumCPU    int    `json:"num_cpu"`
-	GoVersion string `json:"go_version"`
-	OS        string `json:"os"`
-	Arch      string `json:"arch"`
+	Hostname   string `json:"hostname"`
+	LoadAvg    string `json:"loadavg_start"` // /proc/loadavg: other work on the machine skews every figure
+	LoadAvgEnd string `json:"loadavg_end"`
+	NumCPU     int    `json:"num_cpu"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
 }
 
 func host() hostInfo {
 	h, _ := os.Hostname()
-	return hostInfo{Hostname: h, NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	return hostInfo{Hostname: h, LoadAvg: loadAvg(), NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
 }
