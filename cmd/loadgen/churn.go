@@ -26,7 +26,7 @@ func (e *env) runChurn(ctx context.Context) error {
 	cfg := e.cfg
 	res := &churnResult{Users: cfg.Users, Groups: cfg.Groups}
 	e.rep.Churn = res
-	users, err := e.setup.users(ctx, "churn", cfg.Users)
+	users, err := e.setup.users(ctx, "main", cfg.Users)
 	if err != nil {
 		return fmt.Errorf("setup users: %w", err)
 	}
@@ -145,11 +145,11 @@ func (e *env) cursorFor(ctx context.Context, u userRec, conv string) (string, er
 		}
 		select {
 		case <-s.first:
-		case <-time.After(2 * time.Second):
-			if try < 5 {
+		case <-time.After(500 * time.Millisecond):
+			if try < 20 {
 				continue
 			}
-			return "", fmt.Errorf("no event within 12s (errors %v)", s.sink.errs.Snapshot())
+			return "", fmt.Errorf("no event after %d sends (errors %v)", try+1, s.sink.errs.Snapshot())
 		}
 		break
 	}

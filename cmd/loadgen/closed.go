@@ -30,7 +30,13 @@ func (e *env) runClosed(ctx context.Context) error {
 	res := &closedResult{Workers: W, Users: cfg.Users, Convs: cfg.Convs}
 	e.rep.Closed = res
 	// Two users beyond the workers' own take part in every conversation.
-	users, err := e.setup.users(ctx, cfg.Scenario, cfg.Users+2)
+	// list users take part in no other scenario's conversations, which
+	// would crowd their first page with big groups.
+	pool := "main"
+	if cfg.Scenario == "list" {
+		pool = "list"
+	}
+	users, err := e.setup.users(ctx, pool, cfg.Users+2)
 	if err != nil {
 		return fmt.Errorf("setup users: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/apptest"
+	"github.com/parley-chat/parley/internal/testinfra"
 )
 
 func TestMain(m *testing.M) {
@@ -26,6 +27,7 @@ func TestMain(m *testing.M) {
 // TestScenarios runs every scenario briefly against a real replica through
 // the same code path as the command line.
 func TestScenarios(t *testing.T) {
+	t.Parallel()
 	srv := apptest.Start(t)
 	state := filepath.Join(t.TempDir(), "state.json")
 	base := []string{"-url", srv.URL, "-state", state, "-progress", "500ms", "-open-settle", "100ms"}
@@ -34,11 +36,11 @@ func TestScenarios(t *testing.T) {
 		args []string
 		min  float64 // least throughput
 	}{
-		{"fanout", []string{"-scenario", "fanout", "-subscribers", "40", "-sockets-per-user", "4", "-groups", "4", "-rate", "40", "-duration", "1s", "-drain", "5s"}, 1},
-		{"fanout-procs", []string{"-scenario", "fanout", "-subscribers", "40", "-sockets-per-user", "4", "-groups", "2", "-rate", "20", "-duration", "1s", "-procs", "2", "-source-addrs", "127.0.0.1-127.0.0.3"}, 1},
+		{"fanout", []string{"-scenario", "fanout", "-subscribers", "40", "-sockets-per-user", "8", "-groups", "4", "-rate", "40", "-duration", "1s", "-drain", "5s"}, 1},
+		{"fanout-procs", []string{"-scenario", "fanout", "-subscribers", "40", "-sockets-per-user", "8", "-groups", "2", "-rate", "20", "-duration", "1s", "-procs", "2", "-source-addrs", "127.0.0.1-127.0.0.3"}, 1},
 		{"connections", []string{"-scenario", "connections", "-conns", "60", "-sockets-per-user", "20", "-groups", "3", "-hold", "200ms"}, 1},
-		{"churn", []string{"-scenario", "churn", "-users", "3", "-groups", "3", "-rate", "20", "-duration", "1s", "-settle", "10s"}, 1},
-		{"sendrate", []string{"-scenario", "sendrate", "-workers", "4", "-duration", "1s"}, 1},
+		{"churn", []string{"-scenario", "churn", "-users", "2", "-groups", "2", "-rate", "20", "-duration", "1s", "-settle", "10s"}, 1},
+		{"sendrate", []string{"-scenario", "sendrate", "-workers", "3", "-users", "2", "-duration", "1s"}, 1},
 		{"list", []string{"-scenario", "list", "-workers", "2", "-convs", "21", "-duration", "1s"}, 1},
 	}
 	for _, tc := range cases {
@@ -69,6 +71,30 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("no JSON report: %v", err)
 			}
 		})
+	}
+}
+
+// TestTwoReplicas spreads sockets and senders over two replicas bridged by
+// Redis: every delivery crosses or stays, and all must arrive.
+func TestTwoReplicas(t *testing.T) {
+	t.Parallel()
+	rds := testinfra.StartRedis(t)
+	a := apptest.Start(t, "REDIS_URL="+rds.URL())
+	b := apptest.StartReplica(t, a.DatabaseURL(), nil, "REDIS_URL="+rds.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	rep, err := run(ctx, []string{"-scenario", "fanout", "-url", a.URL + "," + b.URL, "-subscribers", "20", "-sockets-per-user", "5",
+		"-groups", "2", "-rate", "20", "-duration", "1s", "-open-settle", "100ms", "-progress", "0"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	t.Log("\n" + out.String())
+	if !rep.Pass || rep.Subs.Delivered != rep.Subs.Expected || rep.Subs.Expected != 20*10 { // 20 messages over 2 groups of 10 sockets
+		t.Errorf("pass=%v delivered %d of %d (want 200); checks %+v", rep.Pass, rep.Subs.Delivered, rep.Subs.Expected, rep.Checks)
+	}
+	if len(rep.Servers) != 2 {
+		t.Errorf("%d server reports, want 2", len(rep.Servers))
 	}
 }
 

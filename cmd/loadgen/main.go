@@ -192,6 +192,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		def(&c.Workers, map[string]int{"sendrate": 32, "list": 16}[c.Scenario])
 		def(&c.Users, c.Workers)
 		def(&c.Convs, map[string]int{"sendrate": c.Workers, "list": 25}[c.Scenario])
+		if c.Scenario == "sendrate" {
+			c.Convs = min(c.Convs, c.Users) // each conversation has a sender of its own
+		}
 		defd(&c.Duration, 20*time.Second)
 		c.Procs = 0
 	default:

@@ -31,7 +31,7 @@ type groupRec struct {
 // serverState is what a run set up on one deployment (its URLs).
 type serverState struct {
 	Prefix string                `json:"prefix"`
-	Pools  map[string][]userRec  `json:"pools"` // users by pool: scenarios don't share users, so one's conversations don't show in another's lists
+	Pools  map[string][]userRec  `json:"pools"` // users by pool: list users are kept apart, so other scenarios' conversations don't show in their lists
 	Sets   map[string][]groupRec `json:"sets"`  // conversation sets by shape
 }
 

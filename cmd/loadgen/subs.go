@@ -43,7 +43,7 @@ func (e *env) runSubs(ctx context.Context) error {
 	cfg := e.cfg
 	res := &subsResult{Sockets: cfg.Subscribers, Users: cfg.Users, Groups: cfg.Groups}
 	e.rep.Subs = res
-	users, err := e.setup.users(ctx, "subs", cfg.Users)
+	users, err := e.setup.users(ctx, "main", cfg.Users)
 	if err != nil {
 		return fmt.Errorf("setup users: %w", err)
 	}
@@ -121,14 +121,18 @@ func (e *env) runSubs(ctx context.Context) error {
 		// warm-up is sent again while sockets lack it.
 		need := map[int]int{}
 		var short int
-		for try := 0; try < 5; try++ {
+		for try := 0; try < 10; try++ {
 			for g, gr := range groups {
 				need[g] = 1
 				if _, err := e.setup.send(ctx, users[gr.Members[0]], cfg.URLs[g%len(cfg.URLs)], gr.ID, messageBody(e.run, g, 0, time.Now())); err != nil {
 					return fmt.Errorf("warm-up send: %w", err)
 				}
 			}
-			if short, err = e.wait(ctx, need, max(cfg.Drain/5, time.Second)); err != nil {
+			timeout := time.Second
+			if try == 9 {
+				timeout = cfg.Drain
+			}
+			if short, err = e.wait(ctx, need, timeout); err != nil {
 				return err
 			}
 			if short == 0 {
