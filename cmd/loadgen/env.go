@@ -161,7 +161,11 @@ func (e *env) progress(ctx context.Context, phase string, line func() string) (s
 			for i, s := range e.watch.sample(ctx) {
 				srv += fmt.Sprintf(" srv%d[rss=%.0fMB cpu=%.1fs gor=%.0f ws=%.0f]", i, s.rss()/1e6, s.cpu(), s.Metrics.Goroutines, s.Metrics.WSConnections)
 			}
-			fmt.Fprintf(e.stderr, "%s +%.0fs %s%s\n", phase, time.Since(start).Seconds(), line(), srv)
+			l := line()
+			if ctx.Err() != nil {
+				return // the phase ended while sampling: the figures are cut short
+			}
+			fmt.Fprintf(e.stderr, "%s +%.0fs %s%s\n", phase, time.Since(start).Seconds(), l, srv)
 		}
 	}()
 	return func() { cancel(); <-done }
