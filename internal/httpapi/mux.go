@@ -60,6 +60,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("GET /readyz", readyz(cfg.Checks, cfg.Draining))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	mux.Handle("GET "+SchemaPath, schemaDocument(SchemaSDL(), cfg.HideSchema)) // sdl.go
+	mux.Handle(web.AppPrefix+"/", web.App())                                   // the web chat; ServeMux redirects /app here
 	mux.Handle("/", web.GraphiQL())
 	return logRequests(cfg.Logger, traceRequests(withClientIP(cfg.TrustForwarded, authenticate(cfg.Tokens, newOriginPolicy(cfg.AllowedOrigins).cors(mux)))))
 }
