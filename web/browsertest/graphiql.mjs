@@ -36,6 +36,7 @@ await run('graphiql', async (browser, track) => {
     }),
   );
 
+  const opened = Date.now();
   await page.goto(`${base}/?token=${encodeURIComponent(token)}`);
   // The query editor is Monaco; insertText types the whole document at once
   // (no auto-closed brackets to fight with).
@@ -59,6 +60,7 @@ await run('graphiql', async (browser, track) => {
     subscribeSent,
     new Promise((_, reject) => setTimeout(() => reject(new Error('GraphiQL sent no subscribe message')), T)),
   ]);
+  const subscribedAt = Date.now();
   check(frame.includes('messageEvents'), `GraphiQL subscribed to something else: ${frame}`);
   const deadline = Date.now() + T;
 
@@ -68,6 +70,7 @@ await run('graphiql', async (browser, track) => {
     await sendAsAlice(body);
     try {
       await response.getByText(body).first().waitFor({ timeout: 1000 });
+      console.log(`GraphiQL showed the event of message ${i} (subscribed ${subscribedAt - opened} ms after opening the page)`);
       break;
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`no event reached GraphiQL's result pane: ${err.message}`);
