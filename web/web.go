@@ -36,7 +36,6 @@ var appDist embed.FS
 const AppPrefix = "/app"
 
 const (
-
 	// Cache-Control for content-hashed files under /assets/.
 	cacheImmutable = "public, max-age=31536000, immutable"
 	// Cache-Control for index.html: always revalidate (cheap thanks to ETag),
