@@ -102,6 +102,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	base := "http://" + displayAddr(ln.Addr())
 	log.Info("serving",
 		"graphql", base+"/graphql", "graphiql", base+"/", "subscriptions", "ws"+base[4:]+"/graphql",
+		"app", base+"/app/", "schema", base+"/graphql/schema.graphql",
 		"healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
 	err = a.Serve(ctx, ln)
 	if errors.Is(err, http.ErrServerClosed) {

@@ -1,12 +1,13 @@
 // Package web embeds the browser UI that ships inside the Parley binary.
 //
 // It exists so that `go run .` (or the released binary) can serve a GraphiQL
-// page for exploring and testing the GraphQL API with no Node.js toolchain,
-// no internet access and no CDN: the page is bundled ahead of time with Vite
-// from web/graphiql (see web/README.md and web/build.sh), the build output in
-// web/graphiql/dist is committed, and it is compiled into the binary with an
-// embed directive. Every JS, CSS, font and web-worker file the page needs is
-// served by the handler returned from GraphiQL.
+// page for exploring and testing the GraphQL API, and a reference web chat
+// built on Apollo Client, with no Node.js toolchain, no internet access and
+// no CDN: both are bundled ahead of time with Vite from web/graphiql and
+// web/app (see web/README.md and web/build.sh), the build output in their
+// dist directories is committed, and it is compiled into the binary with
+// embed directives. Every JS, CSS, font and web-worker file a page needs is
+// served by the handlers returned from GraphiQL and App.
 package web
 
 import (
@@ -27,9 +28,14 @@ import (
 //go:embed graphiql/dist
 var graphiqlDist embed.FS
 
-const (
-	distDir = "graphiql/dist"
+//go:embed app/dist
+var appDist embed.FS
 
+// AppPrefix is where App expects to be mounted: the chat's build uses
+// absolute /app/ URLs (Vite's base).
+const AppPrefix = "/app"
+
+const (
 	// Cache-Control for content-hashed files under /assets/.
 	cacheImmutable = "public, max-age=31536000, immutable"
 	// Cache-Control for index.html: always revalidate (cheap thanks to ETag),
@@ -46,6 +52,15 @@ const (
 		"img-src 'self' data:; " +
 		"font-src 'self' data:; " +
 		"worker-src 'self' blob:; " +
+		"connect-src 'self' ws: wss:; " +
+		"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+
+	// appContentSecurityPolicy is the chat's: React sets styles through the
+	// CSSOM and nothing injects style elements, so no 'unsafe-inline' at all.
+	appContentSecurityPolicy = "default-src 'self'; " +
+		"script-src 'self'; " +
+		"style-src 'self'; " +
+		"img-src 'self' data:; " +
 		"connect-src 'self' ws: wss:; " +
 		"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
@@ -105,15 +120,16 @@ func (f *file) gzipped() []byte {
 	return f.gz
 }
 
-// loadFiles indexes the embedded build by URL path: "/" and "/index.html"
-// for the page, "/assets/<name>" for everything else Vite emitted.
-var loadFiles = sync.OnceValue(func() map[string]*file {
+// loadBuild indexes an embedded Vite build by URL path, relative to where
+// its handler is mounted: "/" and "/index.html" for the page, "/assets/<name>"
+// for everything Vite emitted, and "/<name>" for files copied from public/.
+func loadBuild(fsys embed.FS, distDir string) map[string]*file {
 	files := make(map[string]*file)
-	err := fs.WalkDir(graphiqlDist, distDir, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, distDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		data, err := graphiqlDist.ReadFile(p)
+		data, err := fsys.ReadFile(p)
 		if err != nil {
 			return err
 		}
@@ -142,19 +158,29 @@ var loadFiles = sync.OnceValue(func() map[string]*file {
 			files["/index.html"] = f
 		case strings.HasPrefix(urlPath, "/assets/"):
 			files[urlPath] = f
+		case strings.Count(urlPath, "/") == 1:
+			// Not content-hashed (public/favicon.svg, say): revalidate.
+			f.cacheControl = cacheRevalidate
+			files[urlPath] = f
 		}
 		return nil
 	})
 	if err != nil {
 		// The embedded tree is fixed at compile time; failing to walk it is a
 		// build defect, not a run-time condition.
-		panic("web: reading embedded GraphiQL build: " + err.Error())
+		panic("web: reading embedded build " + distDir + ": " + err.Error())
 	}
 	if files["/"] == nil {
-		panic("web: embedded GraphiQL build has no index.html; run web/build.sh")
+		panic("web: embedded build " + distDir + " has no index.html; run web/build.sh")
 	}
 	return files
-})
+}
+
+// loadFiles and loadAppFiles index each build once, on first use.
+var (
+	loadFiles    = sync.OnceValue(func() map[string]*file { return loadBuild(graphiqlDist, "graphiql/dist") })
+	loadAppFiles = sync.OnceValue(func() map[string]*file { return loadBuild(appDist, "app/dist") })
+)
 
 // GraphiQL returns an http.Handler serving the offline GraphiQL page.
 //
@@ -177,34 +203,82 @@ func GraphiQL() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		serveFile(w, r, f, contentSecurityPolicy)
+	})
+}
+
+// App returns an http.Handler serving the reference web chat (web/app), a
+// single-page application that talks to same-origin /graphql over HTTP and
+// WebSocket. Mount it at AppPrefix + "/":
+//
+//	mux.Handle("/app/", web.App())
+//
+// It serves index.html at "/app/" (Cache-Control: no-cache), the hashed
+// build files under "/app/assets/" (immutable, gzip when accepted), and
+// index.html again for every other extension-less path under /app/, which
+// are the chat's client-side routes (/app/c/<conversation id>), so that a
+// reload or a shared link works. "/app" redirects to "/app/". Missing
+// assets and other files are 404; only GET and HEAD are allowed.
+func App() http.Handler {
+	files := loadAppFiles()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rel, ok := strings.CutPrefix(r.URL.Path, AppPrefix)
+		switch {
+		case !ok || (rel != "" && rel[0] != '/'):
+			http.NotFound(w, r)
+			return
+		case rel == "":
+			target := AppPrefix + "/"
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, target, http.StatusMovedPermanently)
 			return
 		}
-		h := w.Header()
-		h.Set("Content-Type", f.contentType)
-		h.Set("Cache-Control", f.cacheControl)
-		h.Set("X-Content-Type-Options", "nosniff")
-		if f.cacheControl == cacheRevalidate {
-			h.Set("Content-Security-Policy", contentSecurityPolicy)
-			// The page may be opened as /?token=...; do not leak it to links.
-			h.Set("Referrer-Policy", "no-referrer")
+		f := files[rel]
+		if f == nil {
+			// Client-side routes have no extension; a missing build file
+			// (an old asset name, a typo) must stay a 404, not become HTML.
+			if strings.HasPrefix(rel, "/assets/") || path.Ext(rel) != "" {
+				http.NotFound(w, r)
+				return
+			}
+			f = files["/"]
 		}
-		body, etag := f.data, f.etag
-		if f.compress {
-			h.Add("Vary", "Accept-Encoding")
-			if acceptsGzip(r) {
-				if gz := f.gzipped(); gz != nil {
-					body = gz
-					etag = strings.TrimSuffix(f.etag, `"`) + `-gz"`
-					h.Set("Content-Encoding", "gzip")
-				}
+		serveFile(w, r, f, appContentSecurityPolicy)
+	})
+}
+
+// serveFile writes one embedded file with its caching headers, the page's
+// security headers (for index.html) and gzip when the client accepts it.
+func serveFile(w http.ResponseWriter, r *http.Request, f *file, csp string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.contentType)
+	h.Set("Cache-Control", f.cacheControl)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if strings.HasPrefix(f.contentType, "text/html") {
+		h.Set("Content-Security-Policy", csp)
+		// The page may be opened as /?token=...; do not leak it to links.
+		h.Set("Referrer-Policy", "no-referrer")
+	}
+	body, etag := f.data, f.etag
+	if f.compress {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			if gz := f.gzipped(); gz != nil {
+				body = gz
+				etag = strings.TrimSuffix(f.etag, `"`) + `-gz"`
+				h.Set("Content-Encoding", "gzip")
 			}
 		}
-		h.Set("ETag", etag)
-		http.ServeContent(w, r, f.name, time.Time{}, bytes.NewReader(body))
-	})
+	}
+	h.Set("ETag", etag)
+	http.ServeContent(w, r, f.name, time.Time{}, bytes.NewReader(body))
 }
 
 // acceptsGzip reports whether the request's Accept-Encoding allows gzip.

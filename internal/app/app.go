@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	a.Handler = httpapi.New(httpapi.Config{
 		GraphQL: gql, Chat: svc, Tokens: tokens, Registry: reg, Logger: log,
 		MaxRequestBytes: cfg.MaxRequestBytes, Draining: &a.draining, TrustForwarded: cfg.TrustForwarded,
-		Checks: checks, AllowedOrigins: cfg.AllowedOrigins,
+		Checks: checks, AllowedOrigins: cfg.AllowedOrigins, HideSchema: !cfg.Introspection,
 	})
 
 	hubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

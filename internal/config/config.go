@@ -92,7 +92,7 @@ var Vars = []Var{
 	{"MAX_ALIASES", "50", "most aliased fields (`a: me`) in one operation, fragments counted at every spread"},
 	{"MAX_FIELDS", "1000", "most fields a GraphQL document expands to, fragments counted at every spread, checked before validation"},
 	{"MAX_TOKENS", "10000", "most lexical tokens in one GraphQL document (names, punctuation, values), checked while parsing"},
-	{"INTROSPECTION", "true", "answer `__schema` and `__type` (GraphiQL's docs need it); `false` refuses them and the \"did you mean\" hints, recommended in production"},
+	{"INTROSPECTION", "true", "answer `__schema` and `__type` (GraphiQL's docs need it) and serve /graphql/schema.graphql; `false` refuses them and the \"did you mean\" hints, recommended in production"},
 	{"APQ_TTL", "24h", "how long Redis keeps an automatic persisted query after it was registered (without Redis: an in-process LRU of 1000)"},
 	{"TYPING_TTL", "6s", "a typing state ends by itself when not refreshed for this long"},
 	{"WS_INIT_TIMEOUT", "10s", "time a WebSocket client has to send connection_init"},

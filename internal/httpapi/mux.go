@@ -45,6 +45,8 @@ type Config struct {
 	Draining *atomic.Bool
 	// AllowedOrigins are the cross origins given CORS (cors.go).
 	AllowedOrigins []string
+	// HideSchema answers SchemaPath with 404 (INTROSPECTION=false).
+	HideSchema bool
 }
 
 // New returns the service's whole HTTP surface.
@@ -57,6 +59,8 @@ func New(cfg Config) http.Handler {
 	})
 	mux.Handle("GET /readyz", readyz(cfg.Checks, cfg.Draining))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	mux.Handle("GET "+SchemaPath, schemaDocument(SchemaSDL(), cfg.HideSchema)) // sdl.go
+	mux.Handle(web.AppPrefix+"/", web.App())                                   // the web chat; ServeMux redirects /app here
 	mux.Handle("/", web.GraphiQL())
 	return logRequests(cfg.Logger, traceRequests(withClientIP(cfg.TrustForwarded, authenticate(cfg.Tokens, newOriginPolicy(cfg.AllowedOrigins).cors(mux)))))
 }
