@@ -48,8 +48,8 @@ type payloadKey struct {
 }
 
 type payload struct {
-	done chan struct{} // closed once data is set (or the encoding failed)
-	data []byte        // nil: encode it yourself
+	done chan struct{}     // closed once resp is set (or the encoding failed)
+	resp *graphql.Response // shared, read-only; nil: encode it yourself
 }
 
 // respond returns the response of one event for one subscriber. The first
@@ -70,9 +70,9 @@ func (s *EventScope) respond(ctx context.Context, key payloadKey, execute func()
 	s.mu.Unlock()
 	if found {
 		<-p.done
-		if p.data != nil {
+		if p.resp != nil {
 			metrics.FromContext(ctx).PayloadEncoded(true)
-			return &graphql.Response{Data: p.data}
+			return p.resp
 		}
 		metrics.FromContext(ctx).PayloadEncoded(false)
 		return execute()
@@ -82,7 +82,7 @@ func (s *EventScope) respond(ctx context.Context, key payloadKey, execute func()
 	metrics.FromContext(ctx).PayloadEncoded(false)
 	if r != nil && len(r.Errors) == 0 && len(r.Extensions) == 0 && r.Data != nil {
 		// gqlgen reuses the buffer behind Data for the subscriber's next event.
-		p.data = bytes.Clone(r.Data)
+		p.resp = &graphql.Response{Data: bytes.Clone(r.Data)}
 	}
 	return r
 }

@@ -23,11 +23,9 @@ func streamStarted(ctx context.Context) (ended func()) {
 
 // streamDelivered records that the item was handed to the transport, and
 // how long after its event's publication.
-func streamDelivered(ctx context.Context, item any) {
-	if it, ok := item.(interface{ LiveEvent() chat.Live }); ok {
-		if l := it.LiveEvent(); l.Kind != "" {
-			metrics.FromContext(ctx).Delivered(l.Kind, l.PublishedAt)
-		}
+func streamDelivered(ctx context.Context, l chat.Live) {
+	if l.Kind != "" {
+		metrics.FromContext(ctx).Delivered(l.Kind, l.PublishedAt)
 	}
 }
 

@@ -408,8 +408,8 @@ func (r *subscriptionResolver) MessageEvents(ctx context.Context, conversationID
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.presenter, items, func(it chat.MessageEventItem) (*model.MessageEvent, error) {
-		return &model.MessageEvent{Type: model.MessageEventType(it.Type), Cursor: it.Cursor, MessageID: it.MessageID, Scope: it.Scope}, it.Err
+	return forward(ctx, r.presenter, items, func(it chat.MessageEventItem) *model.MessageEvent {
+		return &model.MessageEvent{Type: model.MessageEventType(it.Type), Cursor: it.Cursor(), MessageID: it.MessageID, Scope: it.Scope}
 	}, func(it chat.MessageEventItem) (any, int64) { return it.Scope, it.Seq }), nil
 }
 
@@ -423,9 +423,9 @@ func (r *subscriptionResolver) Inbox(ctx context.Context) (<-chan *model.InboxEv
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.presenter, items, func(it chat.InboxItem) (*model.InboxEvent, error) {
+	return forward(ctx, r.presenter, items, func(it chat.InboxItem) *model.InboxEvent {
 		return &model.InboxEvent{Type: model.InboxEventType(it.Type), ConversationID: it.ConversationID,
-			MessageID: it.MessageID, UserID: it.UserID, Scope: it.Scope}, it.Err
+			MessageID: it.MessageID, UserID: it.UserID, Scope: it.Scope}
 	}, func(it chat.InboxItem) (any, int64) { return it.Scope, 0 }), nil
 }
 
@@ -439,8 +439,8 @@ func (r *subscriptionResolver) Typing(ctx context.Context, conversationID string
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.presenter, channelStream[chat.TypingItem]{items}, func(it chat.TypingItem) (*model.TypingEvent, error) {
-		return &model.TypingEvent{ConversationID: it.ConversationID, UserID: it.UserID, Typing: it.Typing}, it.Err
+	return forward(ctx, r.presenter, channelStream[chat.TypingItem]{items}, func(it chat.TypingItem) *model.TypingEvent {
+		return &model.TypingEvent{ConversationID: it.ConversationID, UserID: it.UserID, Typing: it.Typing}
 	}, func(chat.TypingItem) (any, int64) { return nil, 0 }), nil
 }
 

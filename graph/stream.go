@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/parley-chat/parley/internal/chat"
 )
@@ -28,89 +27,104 @@ func (s channelStream[T]) Next(ctx context.Context) (T, bool) {
 // context.
 func (channelStream[T]) Close() {}
 
+// streamItem is what forward needs of a service stream's items.
+type streamItem interface {
+	// LiveEvent describes the broker event the item came from (zero for
+	// items read from the database), for delivery metrics.
+	LiveEvent() chat.Live
+	// Failure is the error that ends the stream, or nil.
+	Failure() error
+}
+
 // forward turns a service stream into gqlgen's channel. An item carrying
 // an error ends the stream with that error as the subscription's last
 // message (graphql-transport-ws "error", SSE "next" with errors).
 //
 // Under StreamEnds (every server built by httpapi) there is no goroutine in
-// between: the transport's reading goroutine pulls each item itself (see
+// between: the transport's goroutine pulls each item itself (see
 // streamEnd.respond), which is what lets it skip executing an event whose
-// payload another subscriber with the same selection already encoded.
-// ident names the item for that cache: the event scope it came with and
-// its sequence within that scope.
-func forward[In, Out any](ctx context.Context, present graphql.ErrorPresenterFunc, in chat.Stream[In], conv func(In) (*Out, error), ident func(In) (scope any, seq int64)) <-chan *Out {
-	out := make(chan *Out, 1)
+// payload another subscriber with the same selection already encoded; conv
+// then runs only for subscribers that execute. ident names the item for
+// that cache: the event scope it came with and its sequence within it.
+func forward[In streamItem, Out any](ctx context.Context, present graphql.ErrorPresenterFunc, in chat.Stream[In], conv func(In) *Out, ident func(In) (scope any, seq int64)) <-chan *Out {
+	p := &puller[In, Out]{ctx: ctx, present: present, in: in, conv: conv, ident: ident, out: make(chan *Out, 1)}
 	started := streamStarted(ctx)
-	ended := sync.OnceFunc(func() {
+	p.ended = sync.OnceFunc(func() {
 		in.Close()
 		started()
 	})
 	// However the transport stops reading, the stream is released.
-	context.AfterFunc(ctx, ended)
+	context.AfterFunc(ctx, p.ended)
 	st, pulled := ctx.Value(streamEndKey{}).(*streamEnd)
 	if !pulled {
-		go func() {
-			defer close(out)
-			defer ended()
-			for {
-				p, ok := nextItem(ctx, ctx, present, in, conv, ident)
-				if !ok {
-					if p.err != nil {
-						endStream(ctx, p.err)
-					}
-					return
-				}
-				select {
-				case out <- p.value:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-		return out
+		go p.run()
+		return p.out
 	}
+	p.push = p.pushCurrent
 	var ready func() bool
 	var onReady func(func())
 	if r, ok := in.(chat.ReadyStream[In]); ok {
 		ready, onReady = r.Ready, r.OnReady
 	}
-	st.setSource(func(readCtx context.Context) (pulledItem, bool) {
-		p, ok := nextItem(ctx, readCtx, present, in, conv, ident)
-		if !ok {
-			if p.err != nil {
-				endStream(ctx, p.err)
-			}
-			close(out)
-			ended()
-			return pulledItem{}, false
-		}
-		v := p.value
-		return pulledItem{scope: p.scope, seq: p.seq, push: func() { out <- v }}, true
-	}, ready, onReady)
-	return out
+	st.setSource(p.next, ready, onReady)
+	return p.out
 }
 
-type nextResult[Out any] struct {
-	value *Out
-	scope any
-	seq   int64
-	err   *gqlerror.Error
+// puller hands a stream's items to gqlgen one at a time. Only one
+// goroutine pulls at a time (the transport's), so cur needs no lock; its
+// methods are bound once, so a delivery allocates nothing here.
+type puller[In streamItem, Out any] struct {
+	ctx     context.Context
+	present graphql.ErrorPresenterFunc
+	in      chat.Stream[In]
+	conv    func(In) *Out
+	ident   func(In) (any, int64)
+	out     chan *Out
+	ended   func()
+	push    func()
+	cur     In
 }
 
-// nextItem reads and converts the next item; ok is false when the stream
-// is over (err says why, if it ended with an error).
-func nextItem[In, Out any](ctx, readCtx context.Context, present graphql.ErrorPresenterFunc, in chat.Stream[In], conv func(In) (*Out, error), ident func(In) (any, int64)) (nextResult[Out], bool) {
-	it, ok := in.Next(readCtx)
+// take reads the next item; false once the stream is over (after an item
+// carrying an error, recorded for StreamEnds).
+func (p *puller[In, Out]) take(readCtx context.Context) bool {
+	it, ok := p.in.Next(readCtx)
 	if !ok {
-		return nextResult[Out]{}, false
+		return false
 	}
-	v, err := conv(it)
-	if err != nil {
-		gqlErr := present(ctx, err)
-		streamFailed(ctx, gqlErr)
-		return nextResult[Out]{err: gqlErr}, false
+	if err := it.Failure(); err != nil {
+		gqlErr := p.present(p.ctx, err)
+		streamFailed(p.ctx, gqlErr)
+		endStream(p.ctx, gqlErr)
+		return false
 	}
-	streamDelivered(ctx, it)
-	scope, seq := ident(it)
-	return nextResult[Out]{value: v, scope: scope, seq: seq}, true
+	streamDelivered(p.ctx, it.LiveEvent())
+	p.cur = it
+	return true
+}
+
+func (p *puller[In, Out]) next(readCtx context.Context) (pulledItem, bool) {
+	if !p.take(readCtx) {
+		close(p.out)
+		p.ended()
+		return pulledItem{}, false
+	}
+	scope, seq := p.ident(p.cur)
+	return pulledItem{scope: scope, seq: seq, push: p.push}, true
+}
+
+func (p *puller[In, Out]) pushCurrent() { p.out <- p.conv(p.cur) }
+
+// run feeds gqlgen's channel from a goroutine of its own, for a server
+// built without StreamEnds.
+func (p *puller[In, Out]) run() {
+	defer close(p.out)
+	defer p.ended()
+	for p.take(p.ctx) {
+		select {
+		case p.out <- p.conv(p.cur):
+		case <-p.ctx.Done():
+			return
+		}
+	}
 }

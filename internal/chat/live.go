@@ -18,3 +18,12 @@ type Live struct {
 func (l Live) LiveEvent() Live { return l }
 
 func live(d *events.Delivery) Live { return Live{Kind: d.Kind, PublishedAt: d.PublishedAt} }
+
+// Failure is the error that ends the stream an item is the last of.
+func (it MessageEventItem) Failure() error { return it.Err }
+
+// Failure is the error that ends the stream an item is the last of.
+func (it InboxItem) Failure() error { return it.Err }
+
+// Failure is the error that ends the stream an item is the last of.
+func (it TypingItem) Failure() error { return it.Err }

@@ -16,16 +16,20 @@ const replayBatch = 100
 // MessageEventItem is one event of messageEvents, or the error that ends the
 // stream (Err set, the rest empty).
 type MessageEventItem struct {
-	Type      string
-	Seq       int64
-	Cursor    string
-	MessageID string
+	Type           string
+	ConversationID string
+	Seq            int64
+	MessageID      string
 	// Scope is shared by every item delivered from the same database read
 	// or broker event (see events.Delivery.Scope).
 	Scope any
 	Err   error
 	Live
 }
+
+// Cursor is the item's resume cursor (for `after`). It is made on demand:
+// subscribers that reuse an encoded payload never need it.
+func (it MessageEventItem) Cursor() string { return EventCursor(it.ConversationID, it.Seq) }
 
 // Stream is a subscription's items, pulled one at a time by the goroutine
 // that writes them to the client. There is no goroutine per subscription in
@@ -162,7 +166,7 @@ func (st *eventStream) take(ctx context.Context, d *events.Delivery) {
 	case d.IsSequenceOnly():
 		st.filling, st.fillUntil = true, d.Seq+1
 	default:
-		it := MessageEventItem{Type: d.Type, Seq: d.Seq, Cursor: EventCursor(st.conversationID, d.Seq),
+		it := MessageEventItem{Type: d.Type, ConversationID: st.conversationID, Seq: d.Seq,
 			MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}
 		if d.Seq > st.last+1 {
 			st.filling, st.fillUntil, st.held = true, d.Seq, &it
@@ -194,7 +198,7 @@ func (st *eventStream) fillBatch(ctx context.Context) {
 	scope := st.s.newScope()
 	upTo := st.last
 	for _, e := range rows {
-		st.pending = append(st.pending, MessageEventItem{Type: string(e.Type), Seq: e.Seq, Cursor: EventCursor(st.conversationID, e.Seq),
+		st.pending = append(st.pending, MessageEventItem{Type: string(e.Type), ConversationID: st.conversationID, Seq: e.Seq,
 			MessageID: e.MessageID, Scope: scope})
 		upTo = e.Seq
 	}
