@@ -37,6 +37,9 @@ type App struct {
 	Chat    *chat.Service
 	Hub     *events.Hub
 	Handler http.Handler
+	// Hijacked counts the open graphql-transport-ws connections, which
+	// Serve waits for on shutdown.
+	Hijacked *httpapi.Hijacked
 
 	log      *slog.Logger
 	draining atomic.Bool
@@ -96,7 +99,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		_ = db.Close()
 		return nil, err
 	}
-	a := &App{Config: cfg, DB: db, log: log}
+	a := &App{Config: cfg, DB: db, log: log, Hijacked: &httpapi.Hijacked{}}
 	files, err := chat.NewFileStore(cfg.AttachmentDir)
 	if err != nil {
 		_ = db.Close()
@@ -186,7 +189,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	gql := httpapi.NewGraphQL(svc, loaders, log, httpapi.GraphQLOptions{
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth,
 		DefaultPage:   limits.DefaultPageSize,
-		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval,
+		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval, Hijacked: a.Hijacked,
 		WSWriteTimeout: cfg.WSWriteTimeout, WSMaxConnsPerUser: cfg.WSMaxConnsPerUser, AllowedOrigins: cfg.AllowedOrigins,
 		MaxAliases: cfg.MaxAliases, MaxFields: cfg.MaxFields, MaxTokens: cfg.MaxTokens, DisableIntrospection: !cfg.Introspection, APQCache: apq,
 		Limits: httpapi.RateLimits{
@@ -249,6 +252,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	closeStreams(httpapi.ErrShuttingDown)
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	// WebSockets were told 1012; give their close handshakes the rest of
+	// the timeout, so the frame is not cut off by the process exiting.
+	if err := a.Hijacked.Wait(shutdownCtx); err != nil {
+		a.log.Warn("shutdown: WebSockets still open", "open", a.Hijacked.Open())
 	}
 	return http.ErrServerClosed
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/internal/config"
 )
@@ -133,5 +136,85 @@ func TestProfilesOnlyOnDebugListener(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("debug listener still serving after its context ended")
+	}
+}
+
+// On shutdown Serve waits for graphql-transport-ws connections to finish
+// their 1012 close handshake: the frame must not be cut off by the exit.
+func TestShutdownWaitsForWebSocketClose(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{
+		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
+		"JWT_SECRET": strings.Repeat("s", 32), "RATE_LIMIT_AUTH": "off",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+
+	resp, err := http.Post(base+"/graphql", "application/json",
+		strings.NewReader(`{"query": "mutation { register(username: \"shutdown_ws\", password: \"password-123\") { token } }"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg struct {
+		Data struct{ Register struct{ Token string } }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&reg)
+	resp.Body.Close()
+	if err != nil || reg.Data.Register.Token == "" {
+		t.Fatalf("register: %v %+v", err, reg)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(base, "http")+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	init, _ := json.Marshal(map[string]any{"type": "connection_init", "payload": map[string]any{"token": reg.Data.Register.Token}})
+	if err := c.Write(wctx, websocket.MessageText, init); err != nil {
+		t.Fatal(err)
+	}
+	if _, ack, err := c.Read(wctx); err != nil || !strings.Contains(string(ack), "connection_ack") {
+		t.Fatalf("init: %s %v", ack, err)
+	}
+	closed := make(chan int, 1)
+	go func() {
+		for {
+			if _, _, err := c.Read(wctx); err != nil {
+				closed <- int(websocket.CloseStatus(err))
+				return
+			}
+		}
+	}()
+	stop()
+	select {
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if n := a.Hijacked.Open(); n != 0 {
+		t.Errorf("Serve returned with %d WebSockets open", n)
+	}
+	if code := <-closed; code != 1012 {
+		t.Errorf("close code %d, want 1012", code)
 	}
 }

@@ -47,6 +47,9 @@ type GraphQLOptions struct {
 	AllowedOrigins    []string
 	// Metrics of observe.go; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Hijacked counts open graphql-transport-ws connections, for a
+	// shutdown to wait on; nil counts nothing.
+	Hijacked *Hijacked
 }
 
 // NewGraphQL builds the gqlgen server with explicit transports. SSE comes

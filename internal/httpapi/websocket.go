@@ -57,7 +57,8 @@ type webSocket struct {
 	log          *slog.Logger
 	metrics      *metrics.Metrics
 
-	frames sync.Pool // *[]byte frame buffers (wsconn.go)
+	frames   sync.Pool // *[]byte frame buffers (wsconn.go)
+	hijacked *Hijacked
 
 	mu      sync.Mutex
 	perUser map[string]int
@@ -69,7 +70,7 @@ var _ graphql.Transport = (*webSocket)(nil)
 // would close with 1002.
 func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base transport.Websocket) *webSocket {
 	t := &webSocket{
-		check: check,
+		check: check, hijacked: opt.Hijacked,
 		base:  base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
 		pingInterval: base.KeepAlivePingInterval, maxPerUser: opt.WSMaxConnsPerUser,
 		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{}, metrics: opt.Metrics,

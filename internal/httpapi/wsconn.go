@@ -140,6 +140,7 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
 		c.mu.Unlock()
 	}
+	t.hijacked.add()
 	stopWatch := context.AfterFunc(base, func() {
 		if shuttingDown(base) {
 			c.closeWith(CloseServiceRestart, reasonRestart)
@@ -237,6 +238,7 @@ func (c *twsConn) finish() {
 		how = "peer"
 	}
 	c.closed(how)
+	c.t.hijacked.done()
 }
 
 func (c *twsConn) stopTimersLocked() {
