@@ -71,7 +71,11 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	counter := &Counter{}
-	db = sql.OpenDB(countingConnector{Connector: conn, c: counter})
+	cc := countingConnector{Connector: conn, c: counter}
+	if dia == dialect.SQLite {
+		cc.writers = make(chan struct{}, 1) // one writer at a time: see countingConn.BeginTx
+	}
+	db = sql.OpenDB(cc)
 	db.SetMaxOpenConns(opt.MaxOpenConns)
 	db.SetMaxIdleConns(min(max(opt.MaxIdleConns, 1), opt.MaxOpenConns))
 	db.SetConnMaxLifetime(opt.ConnMaxLifetime)
