@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/ent/message"
 	"github.com/parley-chat/parley/ent/messageevent"
 	"github.com/parley-chat/parley/ent/participant"
+	"github.com/parley-chat/parley/internal/database"
 	"github.com/parley-chat/parley/internal/events"
 )
 
@@ -97,26 +99,33 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 	if !allStorable(attIDs) {
 		return nil, errAttachments
 	}
-	var (
-		m         *ent.Message
-		duplicate bool
-	)
+	if !storable(in.ConversationID) {
+		return nil, s.notMember(ctx, viewer)
+	}
+	// A retried clientMessageId is looked up before the write transaction,
+	// which on SQLite holds the database's one write lock: reads that can
+	// run beside other writers do. A concurrent retry that passes this too
+	// fails on the unique index and is answered below.
+	if in.ClientMessageID != nil {
+		prev, err := s.db.Message.Query().Where(message.SenderID(viewer),
+			message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
+		if err == nil {
+			return s.duplicateSend(ctx, viewer, prev)
+		}
+		if !ent.IsNotFound(err) {
+			return nil, fmt.Errorf("idempotency check: %w", err)
+		}
+	}
+	m := &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
 	err = s.withTx(ctx, func(tx *ent.Tx) error {
-		if err := requireMember(ctx, tx.Participant, viewer, in.ConversationID); err != nil {
-			return err
-		}
-		if in.ClientMessageID != nil {
-			prev, err := tx.Message.Query().Where(message.SenderID(viewer),
-				message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
-			if err == nil {
-				m, duplicate = prev, true
-				return nil
-			}
-			if !ent.IsNotFound(err) {
-				return fmt.Errorf("idempotency check: %w", err)
-			}
-		}
 		if len(attIDs) > 0 {
+			// An outsider learns nothing about the attachments: membership first.
+			if ok, err := isMember(ctx, tx.Participant, viewer, in.ConversationID); err != nil || !ok {
+				if err == nil {
+					err = errNotMember
+				}
+				return err
+			}
 			n, err := tx.Attachment.Query().Where(attachment.IDIn(attIDs...), attachment.ConversationID(in.ConversationID),
 				attachment.UploaderID(viewer), attachment.MessageIDIsNil()).Count(ctx)
 			if err != nil {
@@ -126,10 +135,14 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 				return errAttachments
 			}
 		}
-		m = &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
-		seq, err := nextSeq(ctx, tx, in.ConversationID, m)
+		// The membership check is part of the statement that takes the
+		// sequence number: one statement, and no window between them.
+		seq, ok, err := s.nextSeqAsMember(ctx, tx, in.ConversationID, viewer, m)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			return errNotMember
 		}
 		m, err = tx.Message.Create().SetID(m.ID).SetConversationID(in.ConversationID).SetSenderID(viewer).
 			SetSeq(seq).SetBody(body).SetNillableClientMessageID(in.ClientMessageID).SetCreatedAt(m.CreatedAt).Save(ctx)
@@ -154,6 +167,9 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 		}
 		return nil
 	})
+	if errors.Is(err, errNotMember) {
+		return nil, s.notMember(ctx, viewer)
+	}
 	if ent.IsConstraintError(err) && in.ClientMessageID != nil {
 		// A concurrent send with the same clientMessageId won the race.
 		prev, qerr := s.db.Message.Query().Where(message.SenderID(viewer),
@@ -165,11 +181,66 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 	if err != nil {
 		return nil, err
 	}
-	if !duplicate {
-		s.publish(ctx, events.Event{Kind: events.KindMessage, Type: EventCreated, ConversationID: m.ConversationID,
-			Seq: m.Seq, MessageID: m.ID, UserID: viewer})
-	}
+	s.publish(ctx, events.Event{Kind: events.KindMessage, Type: EventCreated, ConversationID: m.ConversationID,
+		Seq: m.Seq, MessageID: m.ID, UserID: viewer})
 	return m, nil
+}
+
+// errNotMember ends a send's transaction when the viewer is not a
+// participant; the caller reports it with notMember.
+var errNotMember = errors.New("not a participant")
+
+// notMember is the error for a send into a conversation the viewer is not
+// in: NOT_FOUND, or UNAUTHENTICATED when the viewer's user row is gone
+// (sendMessage checks that itself, see httpapi's liveViewer: a user with
+// participant rows cannot be deleted, so a member always exists).
+func (s *Service) notMember(ctx context.Context, viewer string) error {
+	if _, err := s.Me(ctx, viewer); err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			return unauthenticated("the token's user no longer exists: sign in again")
+		}
+		return err
+	}
+	return notFound("conversation")
+}
+
+// duplicateSend answers a retried clientMessageId with the first message,
+// if the viewer is still a participant of its conversation.
+func (s *Service) duplicateSend(ctx context.Context, viewer string, prev *ent.Message) (*ent.Message, error) {
+	ok, err := isMember(ctx, s.db.Participant, viewer, prev.ConversationID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, s.notMember(ctx, viewer)
+	}
+	return prev, nil
+}
+
+// nextSeqAsMember takes the conversation's next sequence number for a new
+// message m, in one statement that also checks that viewer is a
+// participant; ok is false (and nothing changed) if not. Like nextSeq, the
+// UPDATE holds the conversation's row lock until commit.
+func (s *Service) nextSeqAsMember(ctx context.Context, tx *ent.Tx, conversationID, viewer string, m *ent.Message) (seq int64, ok bool, err error) {
+	const q = `UPDATE conversations SET last_seq = last_seq + 1, message_count = message_count + 1,
+updated_at = ?, last_message_id = ?
+WHERE id = ? AND EXISTS (SELECT 1 FROM participants WHERE participants.conversation_id = ? AND participants.user_id = ?)
+RETURNING last_seq`
+	rows, err := tx.QueryContext(ctx, database.Rebind(s.dialect, q), m.CreatedAt, m.ID, conversationID, conversationID, viewer)
+	if err != nil {
+		return 0, false, fmt.Errorf("next sequence: %w", err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(&seq); err != nil {
+			return 0, false, fmt.Errorf("next sequence: %w", err)
+		}
+		ok = true
+	}
+	if err := rows.Err(); err != nil {
+		return 0, false, fmt.Errorf("next sequence: %w", err)
+	}
+	return seq, ok, nil
 }
 
 func recordEvent(ctx context.Context, tx *ent.Tx, m *ent.Message, seq int64, typ string) error {
