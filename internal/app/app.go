@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	tokens := auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)
 
 	svc := chat.New(chat.Config{
-		DB: db.Client, Dialect: db.Dialect, Broker: m.Broker(broker), Tokens: tokens, Files: files,
+		DB: db.Client, Writer: db.Writer, Dialect: db.Dialect, Broker: m.Broker(broker), Tokens: tokens, Files: files,
 		Limits: limits, Logger: log, NewScope: newScope,
 	})
 	hub = events.NewHub(events.HubConfig{
