@@ -17,9 +17,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -199,9 +202,11 @@ func runParallel(b *testing.B, s *apptest.Server, workers int, setup func(w int)
 	}
 	statementsBefore := s.App.DB.Statements.Load()
 	cpuBefore := processCPU()
+	stopProfile := profileCPU(b)
 	b.ResetTimer()
 	elapsed, err := run(int64(b.N), true)
 	b.StopTimer()
+	stopProfile()
 	cpu := processCPU() - cpuBefore
 	if err != nil {
 		b.Fatal(err)
@@ -229,6 +234,27 @@ func runParallel(b *testing.B, s *apptest.Server, workers int, setup func(w int)
 	b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), "cpu-%")
 }
 
+// profileCPU writes a CPU profile of the measured requests alone (no
+// set-up, no warm-up) to $PARLEY_BENCH_CPUPROFILE, suffixed with the
+// benchmark's name, when set.
+func profileCPU(b *testing.B) (stop func()) {
+	dir := os.Getenv("PARLEY_BENCH_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(dir + "." + strings.NewReplacer("/", "_", "=", "").Replace(b.Name()) + ".pprof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
 // processCPU is the user and system CPU time this process has used.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -237,4 +263,3 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
