@@ -79,6 +79,7 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	cc := countingConnector{Connector: conn, c: counter}
 	if dia == dialect.SQLite {
 		cc.writers = make(chan struct{}, 1) // one writer at a time: see countingConn.BeginTx
+		cc.cache = true                     // see countingConn.cached; pgx keeps its own statement cache
 	}
 	db = sql.OpenDB(cc)
 	db.SetMaxOpenConns(opt.MaxOpenConns)
