@@ -118,10 +118,13 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 		}
 	}
 	m := &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
-	if s.dialect == dialect.Postgres && len(attIDs) == 0 {
+	switch {
+	case s.dialect == dialect.Postgres && len(attIDs) == 0:
 		m.ConversationID, m.SenderID, m.Body, m.ClientMessageID = in.ConversationID, viewer, body, in.ClientMessageID
 		err = s.sendPostgres(ctx, m)
-	} else {
+	case s.dialect == dialect.SQLite && len(attIDs) == 0:
+		err = s.sendSQLite(ctx, viewer, in, body, m)
+	default:
 		err = s.withTx(ctx, func(tx *ent.Tx) error {
 			return s.sendTx(ctx, tx, viewer, in, body, attIDs, m)
 		})

@@ -73,6 +73,7 @@ type Service struct {
 	limits   Limits
 	log      *slog.Logger
 	newScope func() any
+	sends    sendBatcher // SQLite sends (sendbatch.go)
 }
 
 // New returns a Service.
