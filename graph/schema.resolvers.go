@@ -36,6 +36,9 @@ func (r *conversationResolver) Participants(ctx context.Context, obj *ent.Conver
 	if err != nil {
 		return nil, err
 	}
+	if users, ok := loader.ParticipantUsers(ps); ok {
+		return users, nil
+	}
 	ids := make([]string, len(ps))
 	for i, p := range ps {
 		ids[i] = p.UserID

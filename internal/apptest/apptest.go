@@ -109,6 +109,12 @@ func lookup(env []string, name string) (string, bool) {
 	return v, ok
 }
 
+// LogDiscard, set to any non-empty value in Start's env (LogDiscard+"=1"),
+// makes the replica log as a deployed one does (LOG_FORMAT, LOG_LEVEL) to
+// io.Discard instead of to the test's log: benchmarks pay for formatting
+// the log lines without keeping them.
+const LogDiscard = "APPTEST_LOG_DISCARD"
+
 func start(t testing.TB, opts []app.Option, env []string) *Server {
 	t.Helper()
 	vars := map[string]string{
@@ -132,6 +138,11 @@ func start(t testing.TB, opts []app.Option, env []string) *Server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if vars[LogDiscard] != "" {
+		// Benchmarks: the production logger (LOG_FORMAT, LOG_LEVEL) with
+		// its formatting cost, writing nowhere.
+		log = app.NewLogger(io.Discard, cfg)
+	}
 	a, err := app.New(context.Background(), cfg, log, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parley-chat/parley/ent"
 	"github.com/parley-chat/parley/ent/attachment"
@@ -17,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/ent/message"
 	"github.com/parley-chat/parley/ent/messageevent"
 	"github.com/parley-chat/parley/ent/participant"
+	"github.com/parley-chat/parley/internal/database"
 	"github.com/parley-chat/parley/internal/events"
 )
 
@@ -97,64 +100,39 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 	if !allStorable(attIDs) {
 		return nil, errAttachments
 	}
-	var (
-		m         *ent.Message
-		duplicate bool
-	)
-	err = s.withTx(ctx, func(tx *ent.Tx) error {
-		if err := requireMember(ctx, tx.Participant, viewer, in.ConversationID); err != nil {
-			return err
+	if !storable(in.ConversationID) {
+		return nil, s.notMember(ctx, viewer)
+	}
+	// A retried clientMessageId is looked up before the write transaction,
+	// which on SQLite holds the database's one write lock: reads that can
+	// run beside other writers do. A concurrent retry that passes this too
+	// fails on the unique index and is answered below.
+	if in.ClientMessageID != nil {
+		prev, err := s.db.Message.Query().Where(message.SenderID(viewer),
+			message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
+		if err == nil {
+			return s.duplicateSend(ctx, viewer, prev)
 		}
-		if in.ClientMessageID != nil {
-			prev, err := tx.Message.Query().Where(message.SenderID(viewer),
-				message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
-			if err == nil {
-				m, duplicate = prev, true
-				return nil
-			}
-			if !ent.IsNotFound(err) {
-				return fmt.Errorf("idempotency check: %w", err)
-			}
+		if !ent.IsNotFound(err) {
+			return nil, fmt.Errorf("idempotency check: %w", err)
 		}
-		if len(attIDs) > 0 {
-			n, err := tx.Attachment.Query().Where(attachment.IDIn(attIDs...), attachment.ConversationID(in.ConversationID),
-				attachment.UploaderID(viewer), attachment.MessageIDIsNil()).Count(ctx)
-			if err != nil {
-				return fmt.Errorf("check attachments: %w", err)
-			}
-			if n != len(attIDs) {
-				return errAttachments
-			}
-		}
-		m = &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
-		seq, err := nextSeq(ctx, tx, in.ConversationID, m)
-		if err != nil {
-			return err
-		}
-		m, err = tx.Message.Create().SetID(m.ID).SetConversationID(in.ConversationID).SetSenderID(viewer).
-			SetSeq(seq).SetBody(body).SetNillableClientMessageID(in.ClientMessageID).SetCreatedAt(m.CreatedAt).Save(ctx)
-		if err != nil {
-			return fmt.Errorf("insert message: %w", err)
-		}
-		if err := recordEvent(ctx, tx, m, seq, EventCreated); err != nil {
-			return err
-		}
-		if len(attIDs) > 0 {
-			// Still unsent: a concurrent send may have claimed an upload
-			// since the check above (PostgreSQL re-checks the condition
-			// once that send commits); then this send fails instead.
-			n, err := tx.Attachment.Update().Where(attachment.IDIn(attIDs...), attachment.MessageIDIsNil()).
-				SetMessageID(m.ID).Save(ctx)
-			if err != nil {
-				return fmt.Errorf("attach: %w", err)
-			}
-			if n != len(attIDs) {
-				return errAttachments
-			}
-		}
-		return nil
-	})
-	if ent.IsConstraintError(err) && in.ClientMessageID != nil {
+	}
+	m := &ent.Message{ID: message.DefaultID(), CreatedAt: now()}
+	switch {
+	case s.dialect == dialect.Postgres && len(attIDs) == 0:
+		m.ConversationID, m.SenderID, m.Body, m.ClientMessageID = in.ConversationID, viewer, body, in.ClientMessageID
+		err = s.sendPostgres(ctx, m)
+	case s.dialect == dialect.SQLite && len(attIDs) == 0:
+		err = s.sendSQLite(ctx, viewer, in, body, m)
+	default:
+		err = s.withTx(ctx, func(tx *ent.Tx) error {
+			return s.sendTx(ctx, tx, viewer, in, body, attIDs, m)
+		})
+	}
+	if errors.Is(err, errNotMember) {
+		return nil, s.notMember(ctx, viewer)
+	}
+	if (ent.IsConstraintError(err) || isUniqueViolation(err)) && in.ClientMessageID != nil {
 		// A concurrent send with the same clientMessageId won the race.
 		prev, qerr := s.db.Message.Query().Where(message.SenderID(viewer),
 			message.ConversationID(in.ConversationID), message.ClientMessageID(*in.ClientMessageID)).Only(ctx)
@@ -165,11 +143,167 @@ func (s *Service) SendMessage(ctx context.Context, viewer string, in SendInput) 
 	if err != nil {
 		return nil, err
 	}
-	if !duplicate {
-		s.publish(ctx, events.Event{Kind: events.KindMessage, Type: EventCreated, ConversationID: m.ConversationID,
-			Seq: m.Seq, MessageID: m.ID, UserID: viewer})
-	}
+	s.publish(ctx, events.Event{Kind: events.KindMessage, Type: EventCreated, ConversationID: m.ConversationID,
+		Seq: m.Seq, MessageID: m.ID, UserID: viewer})
 	return m, nil
+}
+
+// sendPostgres stores the new message m (ID, conversation, sender, body,
+// clientMessageId and time set; Seq is filled in) on PostgreSQL in one
+// statement, which is atomic by itself: the sequence number as in
+// nextSeqAsMember, the message and its CREATED event. One round trip
+// instead of five (BEGIN, UPDATE, two INSERTs, COMMIT). errNotMember if
+// the sender is not a participant.
+func (s *Service) sendPostgres(ctx context.Context, m *ent.Message) error {
+	const q = `WITH c AS (
+	UPDATE conversations SET last_seq = last_seq + 1, message_count = message_count + 1, updated_at = $1, last_message_id = $2
+	WHERE id = $3 AND EXISTS (SELECT 1 FROM participants WHERE participants.conversation_id = $3 AND participants.user_id = $4)
+	RETURNING last_seq
+), m AS (
+	INSERT INTO messages (id, conversation_id, sender_id, seq, body, client_message_id, created_at)
+	SELECT $2, $3, $4, c.last_seq, $5, $6, $1 FROM c
+	RETURNING seq
+)
+INSERT INTO message_events (conversation_id, seq, type, message_id, created_at)
+SELECT $3, m.seq, $7, $2, $1 FROM m
+RETURNING seq`
+	rows, err := s.db.QueryContext(ctx, q, m.CreatedAt, m.ID, m.ConversationID, m.SenderID, m.Body, m.ClientMessageID, EventCreated)
+	if err != nil {
+		return fmt.Errorf("send message: %w", err)
+	}
+	defer rows.Close()
+	ok := rows.Next()
+	if ok {
+		if err := rows.Scan(&m.Seq); err != nil {
+			return fmt.Errorf("send message: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("send message: %w", err)
+	}
+	if !ok {
+		return errNotMember
+	}
+	return nil
+}
+
+// isUniqueViolation reports a PostgreSQL unique_violation from raw SQL
+// (ent reports its own as ent.ConstraintError).
+func isUniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23505"
+}
+
+// sendTx stores the new message m (ID and time set) in tx: the sequence
+// number, the message, its event and its attachments.
+func (s *Service) sendTx(ctx context.Context, tx *ent.Tx, viewer string, in SendInput, body string, attIDs []string, m *ent.Message) error {
+	errAttachments := invalidf("attachmentIds", "attachmentIds must name your own unsent uploads to this conversation")
+	if len(attIDs) > 0 {
+		// An outsider learns nothing about the attachments: membership first.
+		if ok, err := isMember(ctx, tx.Participant, viewer, in.ConversationID); err != nil || !ok {
+			if err == nil {
+				err = errNotMember
+			}
+			return err
+		}
+		n, err := tx.Attachment.Query().Where(attachment.IDIn(attIDs...), attachment.ConversationID(in.ConversationID),
+			attachment.UploaderID(viewer), attachment.MessageIDIsNil()).Count(ctx)
+		if err != nil {
+			return fmt.Errorf("check attachments: %w", err)
+		}
+		if n != len(attIDs) {
+			return errAttachments
+		}
+	}
+	// The membership check is part of the statement that takes the
+	// sequence number: one statement, and no window between them.
+	seq, ok, err := s.nextSeqAsMember(ctx, tx, in.ConversationID, viewer, m)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errNotMember
+	}
+	saved, err := tx.Message.Create().SetID(m.ID).SetConversationID(in.ConversationID).SetSenderID(viewer).
+		SetSeq(seq).SetBody(body).SetNillableClientMessageID(in.ClientMessageID).SetCreatedAt(m.CreatedAt).Save(ctx)
+	if err != nil {
+		return fmt.Errorf("insert message: %w", err)
+	}
+	*m = *saved
+	if err := recordEvent(ctx, tx, m, seq, EventCreated); err != nil {
+		return err
+	}
+	if len(attIDs) > 0 {
+		// Still unsent: a concurrent send may have claimed an upload
+		// since the check above (PostgreSQL re-checks the condition
+		// once that send commits); then this send fails instead.
+		n, err := tx.Attachment.Update().Where(attachment.IDIn(attIDs...), attachment.MessageIDIsNil()).
+			SetMessageID(m.ID).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("attach: %w", err)
+		}
+		if n != len(attIDs) {
+			return errAttachments
+		}
+	}
+	return nil
+}
+
+// errNotMember ends a send's transaction when the viewer is not a
+// participant; the caller reports it with notMember.
+var errNotMember = errors.New("not a participant")
+
+// notMember is the error for a send into a conversation the viewer is not
+// in: NOT_FOUND, or UNAUTHENTICATED when the viewer's user row is gone
+// (sendMessage checks that itself, see httpapi's liveViewer: a user with
+// participant rows cannot be deleted, so a member always exists).
+func (s *Service) notMember(ctx context.Context, viewer string) error {
+	if _, err := s.Me(ctx, viewer); err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			return unauthenticated("the token's user no longer exists: sign in again")
+		}
+		return err
+	}
+	return notFound("conversation")
+}
+
+// duplicateSend answers a retried clientMessageId with the first message,
+// if the viewer is still a participant of its conversation.
+func (s *Service) duplicateSend(ctx context.Context, viewer string, prev *ent.Message) (*ent.Message, error) {
+	ok, err := isMember(ctx, s.db.Participant, viewer, prev.ConversationID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, s.notMember(ctx, viewer)
+	}
+	return prev, nil
+}
+
+// nextSeqAsMember takes the conversation's next sequence number for a new
+// message m, in one statement that also checks that viewer is a
+// participant; ok is false (and nothing changed) if not. Like nextSeq, the
+// UPDATE holds the conversation's row lock until commit.
+func (s *Service) nextSeqAsMember(ctx context.Context, tx *ent.Tx, conversationID, viewer string, m *ent.Message) (seq int64, ok bool, err error) {
+	const q = `UPDATE conversations SET last_seq = last_seq + 1, message_count = message_count + 1,
+updated_at = ?, last_message_id = ?
+WHERE id = ? AND EXISTS (SELECT 1 FROM participants WHERE participants.conversation_id = ? AND participants.user_id = ?)
+RETURNING last_seq`
+	rows, err := tx.QueryContext(ctx, database.Rebind(s.dialect, q), m.CreatedAt, m.ID, conversationID, conversationID, viewer)
+	if err != nil {
+		return 0, false, fmt.Errorf("next sequence: %w", err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(&seq); err != nil {
+			return 0, false, fmt.Errorf("next sequence: %w", err)
+		}
+		ok = true
+	}
+	if err := rows.Err(); err != nil {
+		return 0, false, fmt.Errorf("next sequence: %w", err)
+	}
+	return seq, ok, nil
 }
 
 func recordEvent(ctx context.Context, tx *ent.Tx, m *ent.Message, seq int64, typ string) error {

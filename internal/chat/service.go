@@ -46,7 +46,9 @@ func DefaultLimits() Limits {
 
 // Config wires a Service.
 type Config struct {
-	DB      *ent.Client
+	DB *ent.Client
+	// Writer runs the service's transactions (database.DB.Writer); nil: DB.
+	Writer  *ent.Client
 	Dialect string // ent dialect name: "sqlite3" or "postgres"
 	Broker  events.Broker
 	Hub     *events.Hub
@@ -62,6 +64,7 @@ type Config struct {
 // Service implements every operation of the API.
 type Service struct {
 	db       *ent.Client
+	writer   *ent.Client
 	dialect  string
 	broker   events.Broker
 	hub      *events.Hub
@@ -70,6 +73,7 @@ type Service struct {
 	limits   Limits
 	log      *slog.Logger
 	newScope func() any
+	sends    sendBatcher // SQLite sends (sendbatch.go)
 }
 
 // New returns a Service.
@@ -80,8 +84,11 @@ func New(cfg Config) *Service {
 	if cfg.NewScope == nil {
 		cfg.NewScope = func() any { return nil }
 	}
+	if cfg.Writer == nil {
+		cfg.Writer = cfg.DB
+	}
 	return &Service{
-		db: cfg.DB, dialect: cfg.Dialect, broker: cfg.Broker, hub: cfg.Hub,
+		db: cfg.DB, writer: cfg.Writer, dialect: cfg.Dialect, broker: cfg.Broker, hub: cfg.Hub,
 		tokens: cfg.Tokens, files: cfg.Files, limits: cfg.Limits, log: cfg.Logger,
 		newScope: cfg.NewScope,
 	}
@@ -106,7 +113,7 @@ func (s *Service) publish(ctx context.Context, e events.Event) {
 
 // withTx runs fn in a transaction, rolling back on error or panic.
 func (s *Service) withTx(ctx context.Context, fn func(tx *ent.Tx) error) (err error) {
-	tx, err := s.db.Tx(ctx)
+	tx, err := s.writer.Tx(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

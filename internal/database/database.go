@@ -5,6 +5,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,9 +23,13 @@ import (
 
 // DB is an open database.
 type DB struct {
-	Client  *ent.Client
-	SQL     *sql.DB
-	Dialect string // ent's dialect name
+	Client *ent.Client
+	// Writer runs transactions: on a file-backed SQLite database a pool of
+	// one connection of its own, elsewhere Client.
+	Writer    *ent.Client
+	writerSQL *sql.DB
+	SQL       *sql.DB
+	Dialect   string // ent's dialect name
 	// Statements counts every SQL statement sent through this pool.
 	Statements *Counter
 }
@@ -71,7 +76,12 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	counter := &Counter{}
-	db = sql.OpenDB(countingConnector{Connector: conn, c: counter})
+	cc := countingConnector{Connector: conn, c: counter}
+	if dia == dialect.SQLite {
+		cc.writers = make(chan struct{}, 1) // one writer at a time: see countingConn.BeginTx
+		cc.cache = true                     // see countingConn.cached; pgx keeps its own statement cache
+	}
+	db = sql.OpenDB(cc)
 	db.SetMaxOpenConns(opt.MaxOpenConns)
 	db.SetMaxIdleConns(min(max(opt.MaxIdleConns, 1), opt.MaxOpenConns))
 	db.SetConnMaxLifetime(opt.ConnMaxLifetime)
@@ -83,7 +93,27 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(dia, db)))
-	return &DB{Client: client, SQL: db, Dialect: dia, Statements: counter}, nil
+	out := &DB{Client: client, Writer: client, SQL: db, Dialect: dia, Statements: counter}
+	if dia == dialect.SQLite && !strings.Contains(dsn, ":memory:") && !strings.Contains(dsn, "mode=memory") {
+		// SQLite empties a connection's page cache whenever another
+		// connection has written since its last transaction. With writes
+		// spread over the pool, every transaction started cold, reading
+		// its pages again with a system call each. One connection for
+		// every transaction keeps the writer's cache warm; it shares the
+		// write gate, so it still queues behind other transactions of the
+		// pool, and waiting writers hold no pooled connection meanwhile.
+		w := sql.OpenDB(cc)
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(opt.ConnMaxLifetime)
+		if err := w.PingContext(pingCtx); err != nil {
+			_ = w.Close()
+			_ = db.Close()
+			return nil, fmt.Errorf("connect to database: %w", err)
+		}
+		out.Writer, out.writerSQL = ent.NewClient(ent.Driver(entsql.OpenDB(dia, w))), w
+	}
+	return out, nil
 }
 
 // sqliteDSN turns a path into a DSN with the pragmas the service relies on:
@@ -119,8 +149,14 @@ var migrateMu sync.Mutex
 // Ping checks that the database answers.
 func (d *DB) Ping(ctx context.Context) error { return d.SQL.PingContext(ctx) }
 
-// Close closes the pool.
-func (d *DB) Close() error { return d.Client.Close() }
+// Close closes the pools.
+func (d *DB) Close() error {
+	err := d.Client.Close()
+	if d.writerSQL != nil {
+		err = errors.Join(err, d.writerSQL.Close())
+	}
+	return err
+}
 
 // Rebind turns ? placeholders into PostgreSQL's $n ones when the dialect
 // needs them, so hand-written SQL is written once for both databases.

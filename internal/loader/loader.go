@@ -175,6 +175,20 @@ func (l *Loaders) PrefetchUnread(ctx context.Context, viewer string, conversatio
 	return prefetch(ctx, l.Unread, l.unread, keys)
 }
 
+// ParticipantUsers returns the users of participants loaded with them (by
+// the Participants loader), in order, and whether every one was: then no
+// user loader round (a goroutine and channel per key) is needed.
+func ParticipantUsers(ps []*ent.Participant) ([]*ent.User, bool) {
+	out := make([]*ent.User, len(ps))
+	for i, p := range ps {
+		if p.Edges.User == nil {
+			return nil, false
+		}
+		out[i] = p.Edges.User
+	}
+	return out, true
+}
+
 // placeholders returns "?, ?, …" for n values.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
@@ -216,7 +230,11 @@ ORDER BY p.conversation_id, p.joined_at, p.id`
 		}
 		p.LastReadMessageID, p.ReadAt, u.AvatarURL = nullString(readID), nullTime(readAt), nullString(avatar)
 		u.ID = p.UserID
+		if prev := users[u.ID]; prev != nil {
+			u = prev // one *User per user within a batch
+		}
 		users[u.ID] = u
+		p.Edges.User = u
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
