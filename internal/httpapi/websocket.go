@@ -71,7 +71,7 @@ var _ graphql.Transport = (*webSocket)(nil)
 func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base transport.Websocket) *webSocket {
 	t := &webSocket{
 		check: check, hijacked: opt.Hijacked,
-		base:  base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
+		base: base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
 		pingInterval: base.KeepAlivePingInterval, maxPerUser: opt.WSMaxConnsPerUser,
 		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{}, metrics: opt.Metrics,
 	}
