@@ -65,7 +65,6 @@ func run(args []string) error {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	app.TuneGC()
 	stopTracing, err := tracing.Setup(ctx) // OTEL_* variables; off without them
 	if err != nil {
 		return err

@@ -29,7 +29,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/app"
 	"github.com/parley-chat/parley/internal/apptest"
 )
 
@@ -131,7 +130,6 @@ func registerMany(b *testing.B, s *apptest.Server, prefix string, n int) []appte
 // latency percentiles and req/s. Every response must be 200 and start with
 // data (gqlgen writes errors first).
 func runParallel(b *testing.B, s *apptest.Server, workers int, setup func(w int) (token string, body func() []byte)) {
-	app.TuneGC() // as the server command does
 	transport := &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	b.Cleanup(transport.CloseIdleConnections)

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -48,21 +46,6 @@ type App struct {
 	cancel   context.CancelFunc
 	hubDone  <-chan struct{}
 	closers  []func() error
-}
-
-// DefaultGCPercent is the garbage collector's target (GOGC) of a serving
-// process unless GOGC is set. A request allocates a lot (the conversation
-// list about 1 MB in thousands of objects) and keeps almost none of it, and
-// the live heap is small: at Go's default of 100 the collector ran so often
-// that it, its assists and its preemptions took 10-15% of the CPU under
-// load. 400 spends memory (a few times a small live heap) on less of that.
-const DefaultGCPercent = 400
-
-// TuneGC applies DefaultGCPercent when the GOGC variable is not set.
-func TuneGC() {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(DefaultGCPercent)
-	}
 }
 
 // NewLogger returns the structured logger the configuration asks for.
