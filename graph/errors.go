@@ -79,7 +79,13 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			return gqlErr
 		}
-		log.ErrorContext(ctx, "internal error", "err", err, "path", gqlErr.Path.String(), logOperation(ctx))
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// The client went away mid-request: nothing failed on our side,
+			// and nobody reads the answer.
+			log.InfoContext(ctx, "request cancelled by the client", "err", err, "path", gqlErr.Path.String(), logOperation(ctx))
+		} else {
+			log.ErrorContext(ctx, "internal error", "err", err, "path", gqlErr.Path.String(), logOperation(ctx))
+		}
 		gqlErr.Message = "internal server error"
 		gqlErr.Extensions = map[string]any{"code": CodeInternal}
 		return gqlErr
