@@ -188,6 +188,12 @@ func benchRequests(b *testing.B, d *benchDB, method, query string, vars map[stri
 	}
 	elapsed := time.Since(started)
 	b.StopTimer()
+	reportLatencies(b, lat, elapsed, s.App.DB.Statements.Load()-statementsBefore)
+}
+
+// reportLatencies reports the p50, p90 and p99 of lat, the requests per
+// second over elapsed, and statements per request.
+func reportLatencies(b *testing.B, lat []time.Duration, elapsed time.Duration, statements int64) {
 	if len(lat) == 0 {
 		return
 	}
@@ -200,7 +206,7 @@ func benchRequests(b *testing.B, d *benchDB, method, query string, vars map[stri
 	b.ReportMetric(pct(90), "p90-ms")
 	b.ReportMetric(pct(99), "p99-ms")
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(s.App.DB.Statements.Load()-statementsBefore)/float64(len(lat)), "stmts/op")
+	b.ReportMetric(float64(statements)/float64(len(lat)), "stmts/op")
 }
 
 // requestMaker returns a function building the request anew (a body can be

@@ -20,7 +20,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -218,16 +217,7 @@ func runParallel(b *testing.B, s *apptest.Server, workers int, setup func(w int)
 	if len(lat) == 0 {
 		return
 	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		i := min(len(lat)-1, int(float64(len(lat))*p/100))
-		return float64(lat[i]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(pct(50), "p50-ms")
-	b.ReportMetric(pct(90), "p90-ms")
-	b.ReportMetric(pct(99), "p99-ms")
-	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(s.App.DB.Statements.Load()-statementsBefore)/float64(len(lat)), "stmts/op")
+	reportLatencies(b, lat, elapsed, s.App.DB.Statements.Load()-statementsBefore)
 	// CPU of the whole process (server and clients) per request, and the
 	// share of the machine's CPUs used while measuring.
 	b.ReportMetric(float64(cpu)/float64(time.Millisecond)/float64(len(lat)), "cpu-ms/op")

@@ -21,25 +21,8 @@ import (
 // On shutdown /readyz fails first while everything else still serves;
 // after SHUTDOWN_DELAY the listener closes and Serve returns.
 func TestShutdownFailsReadinessFirst(t *testing.T) {
-	dir := t.TempDir()
-	env := map[string]string{
-		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
-		"JWT_SECRET": strings.Repeat("s", 32), "SHUTDOWN_DELAY": "700ms",
-	}
-	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
+	a := newTestApp(t, map[string]string{"SHUTDOWN_DELAY": "700ms"})
+	ln, base := listenLoopback(t)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
@@ -85,31 +68,11 @@ func TestShutdownFailsReadinessFirst(t *testing.T) {
 
 // pprof answers on the debug listener only, never on the public one.
 func TestProfilesOnlyOnDebugListener(t *testing.T) {
-	dir := t.TempDir()
-	env := map[string]string{
-		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
-		"JWT_SECRET": strings.Repeat("s", 32),
-	}
-	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := newTestApp(t, nil)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	listen := func() (net.Listener, string) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln, "http://" + ln.Addr().String()
-	}
-	pub, pubURL := listen()
-	dbg, dbgURL := listen()
+	pub, pubURL := listenLoopback(t)
+	dbg, dbgURL := listenLoopback(t)
 	go func() { _ = a.Serve(ctx, pub) }()
 	debugDone := make(chan error, 1)
 	go func() { debugDone <- a.ServeDebug(ctx, dbg) }()
@@ -142,25 +105,8 @@ func TestProfilesOnlyOnDebugListener(t *testing.T) {
 // On shutdown Serve waits for graphql-transport-ws connections to finish
 // their 1012 close handshake: the frame must not be cut off by the exit.
 func TestShutdownWaitsForWebSocketClose(t *testing.T) {
-	dir := t.TempDir()
-	env := map[string]string{
-		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
-		"JWT_SECRET": strings.Repeat("s", 32), "RATE_LIMIT_AUTH": "off",
-	}
-	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
+	a := newTestApp(t, map[string]string{"RATE_LIMIT_AUTH": "off"})
+	ln, base := listenLoopback(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	served := make(chan error, 1)
@@ -217,4 +163,38 @@ func TestShutdownWaitsForWebSocketClose(t *testing.T) {
 	if code := <-closed; code != 1012 {
 		t.Errorf("close code %d, want 1012", code)
 	}
+}
+
+// newTestApp builds an App on a fresh SQLite database with env on top of
+// the essentials, closed when the test ends.
+func newTestApp(t *testing.T, env map[string]string) *App {
+	t.Helper()
+	dir := t.TempDir()
+	vars := map[string]string{
+		"DATABASE_URL": filepath.Join(dir, "db"), "ATTACHMENT_DIR": filepath.Join(dir, "att"),
+		"JWT_SECRET": strings.Repeat("s", 32),
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// listenLoopback returns a listener on a free loopback port and its URL.
+func listenLoopback(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, "http://" + ln.Addr().String()
 }

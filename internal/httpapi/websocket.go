@@ -93,7 +93,7 @@ func (t *webSocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		t.serveTransportWS(w, r, exec) // wsconn.go
 		return
 	}
-	c := &wsConn{t: t, reqCtx: r.Context(), done: make(chan struct{})}
+	c := &wsConn{wsState: wsState{t: t}, reqCtx: r.Context(), done: make(chan struct{})}
 	ws := t.base
 	ws.Implementation = c
 	ws.InitFunc = c.init
@@ -137,19 +137,15 @@ func (t *webSocket) releaseUser(user string) {
 // wsConn is one connection: gqlgen's WebsocketImplementation (it accepts
 // itself) and WebsocketConn over coder/websocket.
 type wsConn struct {
-	t      *webSocket
-	reqCtx context.Context // ends when the server shuts down
-	conn   *websocket.Conn
-	done   chan struct{}
+	wsState                 // its mu guards the fields below too
+	reqCtx  context.Context // ends when the server shuts down
+	conn    *websocket.Conn
+	done    chan struct{}
 
-	mu        sync.Mutex
-	closing   bool
 	initState int // 0 waiting, 1 connection_init received, 2 timed out
 	initTimer *time.Timer
 	readTimer *time.Timer
 	stopWatch func() bool
-	user      string // counted against the per-user cap
-	closedHow string // "peer", "dead" or the close code sent, for metrics
 	closed    func(how string)
 }
 
@@ -278,25 +274,7 @@ func (c *wsConn) init(ctx context.Context, p transport.InitPayload) (context.Con
 	return ctx, ack, nil
 }
 
-// beginClose reports whether the caller is the one to close the socket. It
-// frees the connection's slot at once: a client told to reconnect (1012,
-// 1013) must not find its slot still taken by the closing handshake.
-func (c *wsConn) beginClose() bool {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return false
-	}
-	c.closing = true
-	c.stopTimersLocked()
-	user := c.user
-	c.user = ""
-	c.mu.Unlock()
-	if user != "" {
-		c.t.releaseUser(user)
-	}
-	return true
-}
+func (c *wsConn) beginClose() bool { return c.wsState.beginClose(c.stopTimersLocked) }
 
 // closeWith starts the close handshake in the background: coder/websocket
 // gives the close frame 5 s (it waits behind a blocked write) and the peer
@@ -309,28 +287,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	go func() { _ = c.conn.Close(websocket.StatusCode(code), reason) }()
 }
 
-// dropDeadPeer closes without a handshake: the peer stopped answering.
-func (c *wsConn) dropDeadPeer() {
-	user := c.viewer()
-	if !c.beginClose() {
-		return
-	}
-	c.setClosedHow("dead")
-	c.t.log.Info("dropping a WebSocket whose client stopped answering pings", "user", user)
-	_ = c.conn.CloseNow()
-}
-
-func (c *wsConn) setClosedHow(how string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closedHow = how
-}
-
-func (c *wsConn) viewer() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.user
-}
+func (c *wsConn) dropDeadPeer() { c.wsState.dropDeadPeer(c.beginClose, c.conn.CloseNow) }
 
 // pingLoop detects dead peers of the legacy protocol, whose "ka" is one-way:
 // a protocol-level ping unanswered for an interval closes the socket. gqlgen

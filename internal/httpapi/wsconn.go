@@ -69,7 +69,7 @@ func StreamsContext(ctx context.Context) context.Context {
 
 // twsConn is one graphql-transport-ws connection.
 type twsConn struct {
-	t       *webSocket
+	wsState // its mu guards the fields from acked on too
 	exec    graphql.GraphExecutor
 	nc      net.Conn
 	fr      frameReader
@@ -87,16 +87,12 @@ type twsConn struct {
 	writeTimer *time.Timer // armed while a write is in progress
 	closeSent  bool        // under wsem
 
-	mu        sync.Mutex
 	acked     bool
 	initDone  bool
-	closing   bool
 	ops       map[string]*twsOp
-	user      string
 	initTimer *time.Timer
 	pingTimer *time.Timer
 	pongDue   bool
-	closedHow string
 	closed    func(how string)
 }
 
@@ -130,7 +126,7 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 	}
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &twsConn{
-		t: t, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
+		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
 		headers: http.Header{"Upgrade": []string{"websocket"}},
 		ctx:     ctx, cancel: cancel, wsem: make(chan struct{}, 1),
 		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
@@ -380,44 +376,13 @@ func (c *twsConn) pingTick() {
 	c.writeMessage("ping", "", nil)
 }
 
-func (c *twsConn) dropDeadPeer() {
-	user := c.viewer()
-	if !c.beginClose() {
-		return
-	}
-	c.setClosedHow("dead")
-	c.t.log.Info("dropping a WebSocket whose client stopped answering pings", "user", user)
-	_ = c.nc.Close()
-}
+func (c *twsConn) dropDeadPeer() { c.wsState.dropDeadPeer(c.beginClose, c.nc.Close) }
 
-func (c *twsConn) viewer() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.user
-}
-
-func (c *twsConn) setClosedHow(how string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closedHow = how
-}
-
-// beginClose reports whether the caller is the one to close. It frees the
-// connection's slot at once: a client told to reconnect (1012, 1013) must
-// not find its slot still taken by the closing handshake. Operations end.
+// beginClose reports whether the caller is the one to close (see
+// wsState.beginClose); the connection's operations end.
 func (c *twsConn) beginClose() bool {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
+	if !c.wsState.beginClose(c.stopTimersLocked) {
 		return false
-	}
-	c.closing = true
-	c.stopTimersLocked()
-	user := c.user
-	c.user = ""
-	c.mu.Unlock()
-	if user != "" {
-		c.t.releaseUser(user)
 	}
 	c.cancel(errConnClosing)
 	return true

@@ -21,7 +21,7 @@ func (discardConn) SetWriteDeadline(time.Time) error { return nil }
 //
 //	go test -run '^$' -bench NextFrame -benchmem ./internal/httpapi/
 func BenchmarkNextFrame(b *testing.B) {
-	c := &twsConn{t: &webSocket{writeTimeout: 10 * time.Second}, nc: discardConn{}, wsem: make(chan struct{}, 1)}
+	c := &twsConn{wsState: wsState{t: &webSocket{writeTimeout: 10 * time.Second}}, nc: discardConn{}, wsem: make(chan struct{}, 1)}
 	data := []byte(`{"messageEvents":{"type":"CREATED","cursor":"ZTpjbnZfZGM0ZGZsOHNrMmc0aTRsMzF1MjA6MTIz","message":{"id":"msg_dc4dfl8sk2g4i4l31u2g","body":"a message of a typical length, about sixty characters long","createdAt":"2026-11-27T01:47:10.123456Z","sender":{"id":"usr_dc4dfl8sk2g4i4l31u1g","displayName":"Alice"}}}}`)
 	r := &graphql.Response{Data: data}
 	b.ReportAllocs()
