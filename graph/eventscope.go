@@ -2,7 +2,6 @@ package graph
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"sync"
 
@@ -57,7 +56,7 @@ type payload struct {
 // and reuse its bytes. A response with errors is not shared (errors can be
 // about the subscriber), and neither is one cut short by a cancellation:
 // then each subscriber executes for itself.
-func (s *EventScope) respond(ctx context.Context, key payloadKey, execute func() *graphql.Response) *graphql.Response {
+func (s *EventScope) respond(m *metrics.Metrics, key payloadKey, execute func() *graphql.Response) *graphql.Response {
 	s.mu.Lock()
 	if s.payloads == nil {
 		s.payloads = map[payloadKey]*payload{}
@@ -71,15 +70,15 @@ func (s *EventScope) respond(ctx context.Context, key payloadKey, execute func()
 	if found {
 		<-p.done
 		if p.resp != nil {
-			metrics.FromContext(ctx).PayloadEncoded(true)
+			m.PayloadEncoded(true)
 			return p.resp
 		}
-		metrics.FromContext(ctx).PayloadEncoded(false)
+		m.PayloadEncoded(false)
 		return execute()
 	}
 	defer close(p.done)
 	r := execute()
-	metrics.FromContext(ctx).PayloadEncoded(false)
+	m.PayloadEncoded(false)
 	if r != nil && len(r.Errors) == 0 && len(r.Extensions) == 0 && r.Data != nil {
 		// gqlgen reuses the buffer behind Data for the subscriber's next event.
 		p.resp = &graphql.Response{Data: bytes.Clone(r.Data)}

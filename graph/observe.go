@@ -7,7 +7,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/metrics"
 )
 
@@ -19,14 +18,6 @@ func streamStarted(ctx context.Context) (ended func()) {
 		field = fc.Field.Name
 	}
 	return metrics.FromContext(ctx).SubscriptionStarted(field)
-}
-
-// streamDelivered records that the item was handed to the transport, and
-// how long after its event's publication.
-func streamDelivered(ctx context.Context, l chat.Live) {
-	if l.Kind != "" {
-		metrics.FromContext(ctx).Delivered(l.Kind, l.PublishedAt)
-	}
 }
 
 // streamFailed counts the error that ends a subscription (it reaches the

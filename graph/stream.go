@@ -7,6 +7,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/metrics"
 )
 
 // channelStream adapts a stream that a goroutine of its own feeds (typing,
@@ -47,7 +48,8 @@ type streamItem interface {
 // then runs only for subscribers that execute. ident names the item for
 // that cache: the event scope it came with and its sequence within it.
 func forward[In streamItem, Out any](ctx context.Context, present graphql.ErrorPresenterFunc, in chat.Stream[In], conv func(In) *Out, ident func(In) (scope any, seq int64)) <-chan *Out {
-	p := &puller[In, Out]{ctx: ctx, present: present, in: in, conv: conv, ident: ident, out: make(chan *Out, 1)}
+	p := &puller[In, Out]{ctx: ctx, present: present, in: in, conv: conv, ident: ident, out: make(chan *Out, 1),
+		metrics: metrics.FromContext(ctx)}
 	started := streamStarted(ctx)
 	p.ended = sync.OnceFunc(func() {
 		in.Close()
@@ -82,6 +84,7 @@ type puller[In streamItem, Out any] struct {
 	out     chan *Out
 	ended   func()
 	push    func()
+	metrics *metrics.Metrics
 	cur     In
 }
 
@@ -98,7 +101,9 @@ func (p *puller[In, Out]) take(readCtx context.Context) bool {
 		endStream(p.ctx, gqlErr)
 		return false
 	}
-	streamDelivered(p.ctx, it.LiveEvent())
+	if l := it.LiveEvent(); l.Kind != "" {
+		p.metrics.Delivered(l.Kind, l.PublishedAt)
+	}
 	p.cur = it
 	return true
 }

@@ -33,6 +33,9 @@ type streamEnd struct {
 	// selection is the key under which the stream shares encoded payloads
 	// with other subscribers ("" when its result depends on the viewer).
 	selection string
+	// metrics, looked up once: the context chain is long and respond runs
+	// for every delivery.
+	metrics *metrics.Metrics
 }
 
 // pulledItem is a stream item read by the transport's goroutine: push hands
@@ -98,10 +101,10 @@ func (st *streamEnd) respond(ctx context.Context, responses graphql.ResponseHand
 	}
 	scope, _ := it.scope.(*EventScope)
 	if scope == nil || st.selection == "" {
-		metrics.FromContext(ctx).PayloadEncoded(false)
+		st.metrics.PayloadEncoded(false)
 		return execute()
 	}
-	return scope.respond(ctx, payloadKey{selection: st.selection, seq: it.seq}, execute)
+	return scope.respond(st.metrics, payloadKey{selection: st.selection, seq: it.seq}, execute)
 }
 
 // endStream records err as the stream's last message; forward then closes
@@ -127,7 +130,7 @@ func StreamEnds(ctx context.Context, next graphql.OperationHandler) graphql.Resp
 	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 		return next(ctx)
 	}
-	st := &streamEnd{selection: sharedSelectionKey(oc)}
+	st := &streamEnd{selection: sharedSelectionKey(oc), metrics: metrics.FromContext(ctx)}
 	responses := next(context.WithValue(ctx, streamEndKey{}, st))
 	websocket := oc.Headers.Get("Upgrade") != ""
 	ended := false

@@ -26,19 +26,11 @@ func (e *env) runChurn(ctx context.Context) error {
 	cfg := e.cfg
 	res := &churnResult{Users: cfg.Users, Groups: cfg.Groups}
 	e.rep.Churn = res
-	users, err := e.setup.users(ctx, "main", cfg.Users)
-	if err != nil {
-		return fmt.Errorf("setup users: %w", err)
-	}
-	members := make([][]int, cfg.Groups)
-	for u := range users {
-		members[u%cfg.Groups] = append(members[u%cfg.Groups], u)
-	}
 	// Each group gets two messages and keeps the first one's cursor, so a
 	// subscription resuming after it gets the second at once, from the database.
-	groups, err := e.setup.groups(ctx, fmt.Sprintf("churn:u%d:k%d", cfg.Users, cfg.Groups), users, members, "loadgen churn", nil)
+	users, groups, err := e.usersInGroups(ctx, "churn", "loadgen churn")
 	if err != nil {
-		return fmt.Errorf("setup groups: %w", err)
+		return err
 	}
 	for g := range groups {
 		if groups[g].Cursor != "" {

@@ -43,17 +43,9 @@ func (e *env) runSubs(ctx context.Context) error {
 	cfg := e.cfg
 	res := &subsResult{Sockets: cfg.Subscribers, Users: cfg.Users, Groups: cfg.Groups}
 	e.rep.Subs = res
-	users, err := e.setup.users(ctx, "main", cfg.Users)
+	users, groups, err := e.usersInGroups(ctx, "groups", "loadgen group")
 	if err != nil {
-		return fmt.Errorf("setup users: %w", err)
-	}
-	members := make([][]int, cfg.Groups)
-	for u := range users {
-		members[u%cfg.Groups] = append(members[u%cfg.Groups], u)
-	}
-	groups, err := e.setup.groups(ctx, fmt.Sprintf("groups:u%d:k%d", cfg.Users, cfg.Groups), users, members, "loadgen group", nil)
-	if err != nil {
-		return fmt.Errorf("setup groups: %w", err)
+		return err
 	}
 	e.log.Info("setup done", "users", len(users), "groups", len(groups), "seconds", e.setup.stats.Seconds)
 
@@ -317,4 +309,24 @@ func (e *env) wait(ctx context.Context, need map[int]int, timeout time.Duration)
 		short += r.Wait.Short
 	}
 	return short, nil
+}
+
+// usersInGroups registers (or reuses) -users users of the main pool and
+// puts user u in group u % -groups, one conversation per group, cached
+// under shape (with the sizes) in the state file.
+func (e *env) usersInGroups(ctx context.Context, shape, title string) ([]userRec, []groupRec, error) {
+	cfg := e.cfg
+	users, err := e.setup.users(ctx, "main", cfg.Users)
+	if err != nil {
+		return nil, nil, fmt.Errorf("setup users: %w", err)
+	}
+	members := make([][]int, cfg.Groups)
+	for u := range users {
+		members[u%cfg.Groups] = append(members[u%cfg.Groups], u)
+	}
+	groups, err := e.setup.groups(ctx, fmt.Sprintf("%s:u%d:k%d", shape, cfg.Users, cfg.Groups), users, members, title, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("setup groups: %w", err)
+	}
+	return users, groups, nil
 }

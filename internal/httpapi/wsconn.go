@@ -195,17 +195,18 @@ func (c *twsConn) control(op byte, payload []byte) error {
 	return nil
 }
 
+// readFailed answers a framing violation with its close code; any other
+// read error (EOF, a reset, our own close) just ends the connection.
 func (c *twsConn) readFailed(err error) {
 	var we *wsError
-	switch {
-	case errors.As(err, &we):
-		if c.beginClose() {
-			c.setClosedHow(strconv.Itoa(we.code))
-			c.writeClose(we.code, we.reason)
-		}
-		c.discardUntilClosed()
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+	if !errors.As(err, &we) {
+		return
 	}
+	if c.beginClose() {
+		c.setClosedHow(strconv.Itoa(we.code))
+		c.writeClose(we.code, we.reason)
+	}
+	c.discardUntilClosed()
 }
 
 // discardUntilClosed reads and drops what the peer still sends (the rest

@@ -32,10 +32,8 @@ const (
 	closeNormal        = 1000
 	closeGoingAway     = 1001
 	closeProtocolError = 1002
-	closeUnsupported   = 1003
 	closeInvalidData   = 1007
 	closeTooBig        = 1009
-	closeInternal      = 1011
 )
 
 // wsError is a violation of the framing rules, closed with code.

@@ -55,6 +55,8 @@ type Metrics struct {
 	wsOpen          prometheus.Gauge
 	wsClosed        *prometheus.CounterVec
 	payloads        *prometheus.CounterVec
+	payloadsEncoded prometheus.Counter
+	payloadsShared  prometheus.Counter
 	// byKind holds the per-delivery children, resolved once: deliveries
 	// are the hottest thing counted.
 	byKind map[events.Kind]kindCollectors
@@ -135,8 +137,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.published.WithLabelValues(k)
 		m.byKind[events.Kind(k)] = kindCollectors{delivered: m.delivered.WithLabelValues(k), latency: m.deliveryLatency.WithLabelValues(k)}
 	}
-	m.payloads.WithLabelValues("encoded")
-	m.payloads.WithLabelValues("shared")
+	m.payloadsEncoded = m.payloads.WithLabelValues("encoded")
+	m.payloadsShared = m.payloads.WithLabelValues("shared")
 	for _, l := range rateLimits {
 		m.rateLimited.WithLabelValues(l)
 	}
@@ -196,10 +198,10 @@ func (m *Metrics) PayloadEncoded(shared bool) {
 		return
 	}
 	if shared {
-		m.payloads.WithLabelValues("shared").Inc()
+		m.payloadsShared.Inc()
 		return
 	}
-	m.payloads.WithLabelValues("encoded").Inc()
+	m.payloadsEncoded.Inc()
 }
 
 // OperationName returns the label value of a client-chosen operation name.
