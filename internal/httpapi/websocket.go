@@ -57,8 +57,12 @@ type webSocket struct {
 	log          *slog.Logger
 	metrics      *metrics.Metrics
 
-	frames   sync.Pool // *[]byte frame buffers (wsconn.go)
-	hijacked *Hijacked
+	frames sync.Pool // *[]byte frame buffers (wsconn.go)
+	// opHeaders are the request headers every graphql-transport-ws
+	// operation sees (read-only, shared): only that it came over a
+	// WebSocket matters to the extensions that look.
+	opHeaders http.Header
+	hijacked  *Hijacked
 
 	mu      sync.Mutex
 	perUser map[string]int
@@ -70,7 +74,7 @@ var _ graphql.Transport = (*webSocket)(nil)
 // would close with 1002.
 func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base transport.Websocket) *webSocket {
 	t := &webSocket{
-		check: check, hijacked: opt.Hijacked,
+		check: check, hijacked: opt.Hijacked, opHeaders: http.Header{"Upgrade": []string{"websocket"}},
 		base: base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
 		pingInterval: base.KeepAlivePingInterval, maxPerUser: opt.WSMaxConnsPerUser,
 		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{}, metrics: opt.Metrics,

@@ -73,7 +73,6 @@ type twsConn struct {
 	exec    graphql.GraphExecutor
 	nc      net.Conn
 	fr      frameReader
-	headers http.Header
 
 	// ctx ends when the connection does; opCtx (set at connection_init)
 	// carries the viewer.
@@ -127,8 +126,7 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &twsConn{
 		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
-		headers: http.Header{"Upgrade": []string{"websocket"}},
-		ctx:     ctx, cancel: cancel, wsem: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, wsem: make(chan struct{}, 1),
 		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
 	}
 	if t.initTimeout > 0 {
@@ -620,7 +618,7 @@ func (c *twsConn) subscribe(m twsMessage) {
 	c.mu.Unlock()
 	params := &graphql.RawParams{
 		Query: *p.Query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
-		Headers: c.headers, ReadTime: graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()},
+		Headers: c.t.opHeaders, ReadTime: graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()},
 	}
 	go op.run(params)
 }
