@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -59,7 +58,6 @@ type webSocket struct {
 	metrics      *metrics.Metrics
 
 	frames sync.Pool // *[]byte frame buffers (wsconn.go)
-	drains *drainPool
 	// opHeaders are the request headers every graphql-transport-ws
 	// operation sees (read-only, shared): only that it came over a
 	// WebSocket matters to the extensions that look.
@@ -80,7 +78,6 @@ func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base tr
 		base: base, initTimeout: base.InitTimeout, writeTimeout: opt.WSWriteTimeout,
 		pingInterval: base.KeepAlivePingInterval, maxPerUser: opt.WSMaxConnsPerUser,
 		origins: newOriginPolicy(opt.AllowedOrigins), log: log, perUser: map[string]int{}, metrics: opt.Metrics,
-		drains: newDrainPool(4*runtime.GOMAXPROCS(0), drainWorkerIdle),
 	}
 	t.base.InitTimeout = 0
 	if t.log == nil {

@@ -56,10 +56,6 @@ const (
 	closeGrace = 5 * time.Second
 	// wsReadLimit bounds one message (as gqlgen's transport did).
 	wsReadLimit = 1 << 20
-	// drainWorkerIdle is how long a drain worker waits for the next
-	// delivery before it leaves: longer than the gaps between deliveries on
-	// a busy replica, short enough that a quiet one soon holds none.
-	drainWorkerIdle = 500 * time.Millisecond
 )
 
 type streamsBaseKey struct{}
@@ -713,7 +709,7 @@ func (op *twsOp) setErr(err *gqlerror.Error) {
 func (op *twsOp) kick() {
 	op.kicked.Store(true)
 	if op.scheduled.CompareAndSwap(false, true) {
-		op.c.t.drains.run(op)
+		go op.drain()
 	}
 }
 
