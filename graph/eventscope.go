@@ -2,6 +2,7 @@ package graph
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"sync"
 
@@ -21,6 +22,7 @@ type EventScope struct {
 
 	mu       sync.Mutex
 	payloads map[payloadKey]*payload
+	messages map[string]chan struct{} // closed once the message was read
 }
 
 // NewEventScope returns a scope reading through loaders (shared loaders:
@@ -36,6 +38,35 @@ func scopeLoaders(scope any) *loader.Loaders {
 		return s.loaders
 	}
 	return nil
+}
+
+// prefetchMessage reads an event's message (and sender) into the shared
+// loaders once, straight away. Through the loader the first subscriber to
+// execute would wait out its batch window (twice: message, then sender)
+// while every other subscriber of the event waits for it; an event has
+// one message, so there is nothing to batch.
+func (s *EventScope) prefetchMessage(ctx context.Context, id string) {
+	s.mu.Lock()
+	if s.messages == nil {
+		s.messages = map[string]chan struct{}{}
+	}
+	done, found := s.messages[id]
+	if !found {
+		done = make(chan struct{})
+		s.messages[id] = done
+	}
+	s.mu.Unlock()
+	if found {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		return
+	}
+	defer close(done)
+	// On failure (the first subscriber left, say) the loader reads it for
+	// whoever asks next.
+	_ = s.loaders.PrefetchMessages(ctx, []string{id})
 }
 
 // payloadKey identifies one event's payload for one selection: the

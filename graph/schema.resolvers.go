@@ -170,6 +170,9 @@ func (r *messageResolver) Attachments(ctx context.Context, obj *ent.Message) ([]
 // Message is the resolver for the message field.
 func (r *messageEventResolver) Message(ctx context.Context, obj *model.MessageEvent) (*ent.Message, error) {
 	loader.Adopt(ctx, scopeLoaders(obj.Scope))
+	if s, ok := obj.Scope.(*EventScope); ok {
+		s.prefetchMessage(ctx, obj.MessageID)
+	}
 	return loadMessage(ctx, obj.MessageID)
 }
 

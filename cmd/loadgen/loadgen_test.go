@@ -13,6 +13,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// writefloor re-executes this binary as its sending process.
+	if os.Getenv(floorEnv) != "" {
+		if err := floorMain(); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	// -procs re-executes this binary as a worker process.
 	if os.Getenv(workerEnv) == "1" {
 		if err := workerMain(); err != nil {
@@ -188,5 +196,33 @@ func TestVerifyFindsFaults(t *testing.T) {
 	}
 	if r.Expected != 5*3 || r.Delivered != 15-4 {
 		t.Errorf("expected %d delivered %d, want 15 and 11", r.Expected, r.Delivered)
+	}
+}
+
+// TestWriteFloor runs the no-server scenario: every frame the sending
+// process wrote is read back, and its CPU is accounted per write.
+func TestWriteFloor(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	rep, err := run(ctx, []string{"-scenario", "writefloor", "-subscribers", "20", "-groups", "4", "-rate", "100", "-duration", "500ms", "-frame-bytes", "100"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	t.Log("\n" + out.String())
+	f := rep.Floor
+	if f == nil || !rep.Pass {
+		t.Fatalf("no floor result or not passed: %+v", rep)
+	}
+	// 50 ticks at 100/s, 5 sockets per group: about 250 writes.
+	if f.Writes < 100 || f.Received != f.Writes*100 {
+		t.Errorf("writes %d, received %d bytes, want every write's 100 bytes", f.Writes, f.Received)
+	}
+	if f.CPUPerWriteUS <= 0 || f.SenderSysSecs+f.SenderUserSecs <= 0 {
+		t.Errorf("no CPU accounted: %+v", f)
+	}
+	if !bytes.Contains(out.Bytes(), []byte("µs per write")) {
+		t.Errorf("report lacks the per-write CPU:\n%s", out.String())
 	}
 }

@@ -19,6 +19,11 @@
 //	list         -workers closed-loop conversations(first: 20) queries with
 //	             participants, lastMessage and unreadCount, as users in
 //	             -convs conversations each.
+//	writefloor   no server: a second process writes -frame-bytes frames in
+//	             fanout's pattern (-subscribers sockets, -groups, -rate,
+//	             -duration) to sockets this one reads, and reports its CPU
+//	             per write: what the kernel alone charges any server for a
+//	             delivery on this machine.
 //
 // Checks on every delivery: lost (sent OK, not received by a socket of the
 // group), duplicated (twice on one socket), out of order (after a message
@@ -82,6 +87,7 @@ type config struct {
 	Progress        time.Duration `json:"progress"`
 	JSONPath        string        `json:"json_path"`
 	StatePath       string        `json:"state_path"`
+	FrameBytes      int           `json:"frame_bytes,omitempty"`
 }
 
 // socketsPerProc keeps every worker process well under the 20,000 open
@@ -93,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var urls, srcs, pids string
-	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout, connections, churn, sendrate or list")
+	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout, connections, churn, sendrate, list or writefloor")
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "replica base URLs, comma-separated; sockets and senders are spread over them round-robin")
 	fs.IntVar(&c.Users, "users", 0, "users (default: subscribers / sockets-per-user; churn 10; sendrate and list: workers)")
 	fs.IntVar(&c.Groups, "groups", 10, "group conversations the users are spread over (fanout, connections, churn)")
@@ -117,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.RegConcurrency, "register-concurrency", 8, "registrations at once during setup")
 	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "progress line interval on stderr (0: none)")
 	fs.StringVar(&c.JSONPath, "json", "", "write the full report as JSON to this file")
+	fs.IntVar(&c.FrameBytes, "frame-bytes", 0, "writefloor: bytes per write (default 330, a fanout delivery's WebSocket frame)")
 	fs.StringVar(&c.StatePath, "state", "", "cache of registered users and created conversations, reused by later runs against the same URLs")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -197,8 +204,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		defd(&c.Duration, 20*time.Second)
 		c.Procs = 0
+	case "writefloor":
+		def(&c.Subscribers, 1000)
+		deff(&c.Rate, 200)
+		defd(&c.Duration, 20*time.Second)
+		def(&c.FrameBytes, 330)
+		def(&c.Users, c.Subscribers)
+		c.Procs = 0
 	default:
-		return c, fmt.Errorf("-scenario %q: want fanout, connections, churn, sendrate or list", c.Scenario)
+		return c, fmt.Errorf("-scenario %q: want fanout, connections, churn, sendrate, list or writefloor", c.Scenario)
 	}
 	def(&c.Groups, 1)
 	c.Groups = min(c.Groups, c.Users)
@@ -207,6 +221,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 }
 
 func main() {
+	if os.Getenv(floorEnv) != "" {
+		if err := floorMain(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Getenv(workerEnv) == "1" {
 		if err := workerMain(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -241,11 +262,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*Report,
 	e.watch = newServerWatch(cfg.URLs, cfg.ServerPIDs)
 	rep := &Report{Scenario: cfg.Scenario, Args: args, Config: cfg, Start: time.Now(), Host: host(), Run: e.run}
 	e.rep = rep
-	e.setup, err = newSetup(ctx, cfg.StatePath, cfg.URLs, e.hc, cfg.RegConcurrency, log)
-	if err != nil {
-		return nil, err
+	if cfg.Scenario != "writefloor" {
+		e.setup, err = newSetup(ctx, cfg.StatePath, cfg.URLs, e.hc, cfg.RegConcurrency, log)
+		if err != nil {
+			return nil, err
+		}
 	}
 	switch cfg.Scenario {
+	case "writefloor":
+		err = e.runFloor(ctx)
 	case "fanout", "connections":
 		err = e.runSubs(ctx)
 	case "churn":
@@ -253,7 +278,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*Report,
 	case "sendrate", "list":
 		err = e.runClosed(ctx)
 	}
-	rep.Setup = e.setup.stats
+	if e.setup != nil {
+		rep.Setup = e.setup.stats
+	}
 	e.stopWorkers()
 	if err != nil {
 		return nil, err

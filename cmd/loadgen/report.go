@@ -23,6 +23,7 @@ type Report struct {
 	Open       *openSamples     `json:"open_samples,omitempty"`
 	Churn      *churnResult     `json:"churn,omitempty"`
 	Closed     *closedResult    `json:"closed,omitempty"`
+	Floor      *floorResult     `json:"floor,omitempty"`
 	Checks     checks           `json:"checks"`
 	Errors     map[string]int64 `json:"errors"`
 	Servers    []serverReport   `json:"servers"` // over the measured phase
@@ -84,8 +85,12 @@ func lat(l LatSummary) string {
 
 func (r *Report) print(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
-	p("== loadgen %s  run %s  %s", r.Scenario, r.Run, strings.Join(r.Config.URLs, ","))
-	p("setup: %d registered, %d conversations created, %d messages, %.1fs", r.Setup.Registered, r.Setup.Created, r.Setup.Messages, r.Setup.Seconds)
+	if r.Floor != nil {
+		p("== loadgen %s  run %s  (no server)", r.Scenario, r.Run)
+	} else {
+		p("== loadgen %s  run %s  %s", r.Scenario, r.Run, strings.Join(r.Config.URLs, ","))
+		p("setup: %d registered, %d conversations created, %d messages, %.1fs", r.Setup.Registered, r.Setup.Created, r.Setup.Messages, r.Setup.Seconds)
+	}
 	if s := r.Subs; s != nil {
 		p("sockets: %d of %d opened (%d users, %d groups) in %.2fs = %.0f/s; open %s", s.Opened, s.Sockets, s.Users, s.Groups, s.OpenSeconds, s.OpenRate, lat(s.OpenLatency))
 		if s.OpenSeconds > 0 {
@@ -111,6 +116,9 @@ func (r *Report) print(w io.Writer) {
 			p("server %d: goroutines %.0f → %.0f, heap in use %s → %s, RSS %s → %s (after %.1fs settle)", i, b.Goroutines, a.Goroutines, mb(b.HeapInuse), mb(a.HeapInuse), mb(c.Before[i].rss()), mb(c.After[i].rss()), c.SettleSecs)
 		}
 		p("back to baseline: %v", c.Baseline)
+	}
+	if r.Floor != nil {
+		r.Floor.print(w)
 	}
 	if c := r.Closed; c != nil {
 		p("%s: %d workers, %d ok, %d failed in %.1fs = %.1f req/s; %s", r.Scenario, c.Workers, c.OK, c.Failed, c.Seconds, c.Rate, lat(c.Latency))

@@ -70,7 +70,7 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.SSE{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(postTransport{})                                                                                             // post.go
 	srv.AddTransport(guardTransport(log, transport.MultipartForm{MaxUploadSize: opt.MaxUploadBytes + 1<<20, MaxMemory: 1 << 20})) // transport_guard.go
 	// First, so that its parameter hook sees even documents a later one refuses.
 	srv.Use(newObserver(opt.Metrics)) // metrics, log fields, spans (observe.go)

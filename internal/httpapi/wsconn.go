@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -72,6 +73,7 @@ type twsConn struct {
 	wsState // its mu guards the fields from acked on too
 	exec    graphql.GraphExecutor
 	nc      net.Conn
+	raw     syscall.RawConn // nc's, for writes that must not block; nil for TLS
 	fr      frameReader
 
 	// ctx ends when the connection does; opCtx (set at connection_init)
@@ -128,6 +130,9 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
 		ctx: ctx, cancel: cancel, wsem: make(chan struct{}, 1),
 		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
 	}
 	if t.initTimeout > 0 {
 		c.mu.Lock()
@@ -457,6 +462,15 @@ func (c *twsConn) write(frame []byte) bool {
 	if c.closeSent {
 		return false
 	}
+	// Nearly every frame fits in the socket's buffer: one non-blocking
+	// write, and no write timer to arm and stop.
+	if c.raw != nil {
+		n := tryWrite(c.raw, frame)
+		if n == len(frame) {
+			return true
+		}
+		frame = frame[max(n, 0):]
+	}
 	if d := c.t.writeTimeout; d > 0 {
 		if c.writeTimer == nil {
 			c.writeTimer = time.AfterFunc(d, c.writeTimedOut)
@@ -566,6 +580,9 @@ type twsOp struct {
 	scheduled atomic.Bool // a goroutine owns the stream and is draining it
 	kicked    atomic.Bool // something may be ready since the owner last looked
 	finished  atomic.Bool
+	// ended is set once ctx is done: asked per delivery, and ctx.Err()
+	// walks the whole chain of values gqlgen and our middleware added.
+	ended atomic.Bool
 	// completedByClient: the client sent "complete".
 	completedByClient atomic.Bool
 
@@ -662,7 +679,10 @@ func (op *twsOp) run(params *graphql.RawParams) {
 		if ready, onReady, ok := graph.StreamReadiness(ctx); ok {
 			op.ctx, op.responses, op.ready = ctx, responses, ready
 			onReady(op.kick)
-			context.AfterFunc(op.ctx, op.kick) // to notice the end while idle
+			context.AfterFunc(op.ctx, func() { // to notice the end while idle
+				op.ended.Store(true)
+				op.kick()
+			})
 			op.kick()
 			return
 		}
@@ -708,7 +728,7 @@ func (op *twsOp) drain() {
 		if op.finished.Load() {
 			return
 		}
-		for op.ctx.Err() == nil && op.ready() {
+		for !op.ended.Load() && op.ready() {
 			r := op.responses(op.ctx)
 			if r == nil {
 				op.finish()
@@ -716,10 +736,11 @@ func (op *twsOp) drain() {
 			}
 			if !op.c.sendResponse(op.id, r) {
 				op.cancel()
-				break
+				op.finish()
+				return
 			}
 		}
-		if op.ctx.Err() != nil {
+		if op.ended.Load() {
 			op.finish()
 			return
 		}
