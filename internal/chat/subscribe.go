@@ -102,7 +102,8 @@ type eventStream struct {
 	sub            *events.Subscription
 	// last is the sequence of the last item handed out.
 	last    int64
-	pending []MessageEventItem
+	pending []MessageEventItem // from head on
+	head    int
 	// filling: stored events after last are being read, up to but
 	// excluding fillUntil (0: all of them); then held, if any, follows.
 	filling   bool
@@ -114,16 +115,24 @@ type eventStream struct {
 func (st *eventStream) Close() { st.sub.Close() }
 
 func (st *eventStream) Ready() bool {
-	return len(st.pending) > 0 || st.done || st.filling || st.sub.Ready()
+	return st.head < len(st.pending) || st.done || st.filling || st.sub.Ready()
 }
 
 func (st *eventStream) OnReady(f func()) { st.sub.OnReady(f) }
 
 func (st *eventStream) Next(ctx context.Context) (MessageEventItem, bool) {
 	for {
-		if len(st.pending) > 0 {
-			it := st.pending[0]
-			st.pending = st.pending[1:]
+		if st.head < len(st.pending) {
+			it := st.pending[st.head]
+			st.pending[st.head] = MessageEventItem{}
+			if st.head++; st.head == len(st.pending) {
+				// Keep a small array for the next live event (no
+				// allocation per delivery); let a replay's big one go.
+				st.pending, st.head = st.pending[:0], 0
+				if cap(st.pending) > 4 {
+					st.pending = nil
+				}
+			}
 			if it.Err != nil {
 				st.done = true
 			} else {
@@ -169,7 +178,8 @@ func (st *eventStream) take(ctx context.Context, d *events.Delivery) {
 		it := MessageEventItem{Type: d.Type, ConversationID: st.conversationID, Seq: d.Seq,
 			MessageID: d.MessageID, Scope: d.Scope(), Live: live(d)}
 		if d.Seq > st.last+1 {
-			st.filling, st.fillUntil, st.held = true, d.Seq, &it
+			held := it // not &it: that would put every item on the heap
+			st.filling, st.fillUntil, st.held = true, d.Seq, &held
 			return
 		}
 		st.pending = append(st.pending, it)

@@ -2,7 +2,10 @@
 
 package httpapi
 
-import "syscall"
+import (
+	"sync"
+	"syscall"
+)
 
 // tryWrite writes nothing here: every write takes the timed path.
-func tryWrite(syscall.RawConn, []byte) int { return 0 }
+func tryWrite(*sync.Pool, syscall.RawConn, []byte) int { return 0 }

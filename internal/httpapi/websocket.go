@@ -57,7 +57,8 @@ type webSocket struct {
 	log          *slog.Logger
 	metrics      *metrics.Metrics
 
-	frames sync.Pool // *[]byte frame buffers (wsconn.go)
+	frames            sync.Pool // *[]byte frame buffers (wsconn.go)
+	nonBlockingWrites sync.Pool // trywrite_unix.go
 	// opHeaders are the request headers every graphql-transport-ws
 	// operation sees (read-only, shared): only that it came over a
 	// WebSocket matters to the extensions that look.

@@ -465,7 +465,7 @@ func (c *twsConn) write(frame []byte) bool {
 	// Nearly every frame fits in the socket's buffer: one non-blocking
 	// write, and no write timer to arm and stop.
 	if c.raw != nil {
-		n := tryWrite(c.raw, frame)
+		n := tryWrite(&c.t.nonBlockingWrites, c.raw, frame)
 		if n == len(frame) {
 			return true
 		}
