@@ -5,12 +5,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/app"
 	"github.com/parley-chat/parley/internal/apptest"
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/events"
 )
 
 // sseEvent is one Server-Sent Event.
@@ -232,5 +238,59 @@ func TestSSEErrors(t *testing.T) {
 		if !complete {
 			t.Errorf("%s: stream ended without event: complete", tc.name)
 		}
+	}
+}
+
+// TestSSEStalledReaderEnded: a client that stops reading an SSE stream has
+// it ended after WS_WRITE_TIMEOUT (its subscription gone from the gauge)
+// instead of holding it until TCP gives up.
+func TestSSEStalledReaderEnded(t *testing.T) {
+	t.Parallel()
+	const size = 64000
+	broker := events.NewMemoryBroker()
+	s := apptest.StartWith(t, []app.Option{app.WithBroker(broker)}, "WS_WRITE_TIMEOUT=1s", fmt.Sprintf("MAX_MESSAGE_CHARS=%d", size))
+	bob, carol := s.Register("sseb"), s.Register("ssec")
+	conv := s.CreateConversation(bob, nil, carol)
+	big := s.Send(bob, conv, strings.Repeat("x", size))
+	active := func() float64 {
+		return obsValue(obsScrape(t, s), "parley_subscriptions_active", "field", "messageEvents")
+	}
+
+	// A raw client: it reads the headers and the replayed message, then
+	// never reads again.
+	body, _ := json.Marshal(map[string]any{"query": subMessageEventsQ, "variables": map[string]any{"c": conv, "after": chat.EventCursor(conv, 0)}})
+	u, _ := url.Parse(s.URL)
+	nc, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "POST /graphql HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s",
+		u.Host, carol.Token, len(body), body)
+	br := bufio.NewReader(nc)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream's start: %v", err)
+		}
+		if strings.HasPrefix(line, "data:") && strings.Contains(line, big) {
+			break
+		}
+	}
+	if n := active(); n != 1 {
+		t.Fatalf("%v messageEvents subscriptions active, want the SSE one", n)
+	}
+	// ~13 MB of events: far more than loopback socket buffers hold.
+	for j := range 200 {
+		_ = broker.Publish(t.Context(), events.Event{Kind: events.KindMessage, ConversationID: conv, Type: chat.EventCreated,
+			Seq: int64(1000 + j), MessageID: big, UserID: bob.ID, PublishedAt: time.Now()})
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled SSE stream still holds its subscription 20 s later")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -97,7 +97,7 @@ var Vars = []Var{
 	{"TYPING_TTL", "6s", "a typing state ends by itself when not refreshed for this long"},
 	{"WS_INIT_TIMEOUT", "10s", "time a WebSocket client has to send connection_init"},
 	{"WS_PING_INTERVAL", "25s", "keep-alive interval on WebSockets (ping / ka)"},
-	{"WS_WRITE_TIMEOUT", "10s", "a WebSocket write blocked this long (the client stopped reading) closes the socket with 1013"},
+	{"WS_WRITE_TIMEOUT", "10s", "a WebSocket write blocked this long (the client stopped reading) closes the socket with 1013; an SSE stream's ends the stream"},
 	{"WS_MAX_CONNECTIONS_PER_USER", "20", "open WebSockets per user (per replica); over it connection_init is answered by closing with 4429"},
 	{"SHUTDOWN_TIMEOUT", "15s", "how long SIGTERM waits for in-flight requests"},
 	{"SHUTDOWN_DELAY", "0s", "on SIGTERM, how long /readyz fails while everything else still serves, before the listener closes (give load balancers time to notice)"},

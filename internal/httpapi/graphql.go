@@ -68,7 +68,7 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 		PingPongInterval:      opt.WSPingInterval, // graphql-transport-ws ping/pong
 	}))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.SSE{})
+	srv.AddTransport(sseTransport{writeTimeout: opt.WSWriteTimeout, log: log}) // sse.go
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(postTransport{})                                                                                             // post.go
 	srv.AddTransport(guardTransport(log, transport.MultipartForm{MaxUploadSize: opt.MaxUploadBytes + 1<<20, MaxMemory: 1 << 20})) // transport_guard.go
