@@ -98,6 +98,8 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *ent.Conversati
 		TotalCount: int(obj.MessageCount),
 	}
 	l := loader.For(ctx)
+	// The elements' conversation is this one.
+	l.Conversation.Prime(ctx, obj.ID, obj)
 	ids, senders := make([]string, len(page.Messages)), make([]string, len(page.Messages))
 	for i, m := range page.Messages {
 		l.Message.Prime(ctx, m.ID, m)
@@ -128,7 +130,9 @@ func (r *conversationConnectionResolver) TotalCount(ctx context.Context, obj *mo
 // Conversation is the resolver for the conversation field.
 func (r *inboxEventResolver) Conversation(ctx context.Context, obj *model.InboxEvent) (*ent.Conversation, error) {
 	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	return loadConversation(ctx, obj.ConversationID)
+	c, err := loadConversation(ctx, obj.ConversationID)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // Message is the resolver for the message field.
@@ -151,7 +155,9 @@ func (r *inboxEventResolver) User(ctx context.Context, obj *model.InboxEvent) (*
 
 // Conversation is the resolver for the conversation field.
 func (r *messageResolver) Conversation(ctx context.Context, obj *ent.Message) (*ent.Conversation, error) {
-	return loadConversation(ctx, obj.ConversationID)
+	c, err := loadConversation(ctx, obj.ConversationID)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // Sender is the resolver for the sender field.
@@ -197,7 +203,9 @@ func (r *mutationResolver) CreateConversation(ctx context.Context, input model.C
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.CreateConversation(ctx, v, input.ParticipantIds, input.Title)
+	c, err := r.Chat.CreateConversation(ctx, v, input.ParticipantIds, input.Title)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // AddParticipants is the resolver for the addParticipants field.
@@ -206,7 +214,9 @@ func (r *mutationResolver) AddParticipants(ctx context.Context, conversationID s
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.AddParticipants(ctx, v, conversationID, userIds)
+	c, err := r.Chat.AddParticipants(ctx, v, conversationID, userIds)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // LeaveConversation is the resolver for the leaveConversation field.
@@ -259,7 +269,9 @@ func (r *mutationResolver) MarkConversationRead(ctx context.Context, conversatio
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.MarkConversationRead(ctx, v, conversationID, upToMessageID)
+	c, err := r.Chat.MarkConversationRead(ctx, v, conversationID, upToMessageID)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // UploadAttachment is the resolver for the uploadAttachment field.
@@ -354,6 +366,11 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 			return nil, err
 		}
 	}
+	if selects(ctx, "edges", "node", "lastMessage", "attachments") {
+		if err := l.PrefetchAttachments(ctx, lastIDs); err != nil {
+			return nil, err
+		}
+	}
 	if selects(ctx, "edges", "node", "unreadCount") {
 		if err := l.PrefetchUnread(ctx, v, ids); err != nil {
 			return nil, err
@@ -375,6 +392,7 @@ func (r *queryResolver) Conversation(ctx context.Context, id string) (*ent.Conve
 	if isNotFound(err) {
 		return nil, nil
 	}
+	warmConversation(ctx, c)
 	return c, err
 }
 

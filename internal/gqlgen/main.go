@@ -1,0 +1,202 @@
+// Command gqlgen is `go tool gqlgen generate` with the project's execution
+// policy added; `go generate` runs it (generate.go).
+//
+// gqlgen runs every resolver field (and every method field taking a
+// context) in a goroutine of its own, and marshals every element of a list
+// of objects in a goroutine of its own. That concurrency is what lets a
+// dataloader collect the keys of a list's elements into one batch; where the
+// parent resolver has already fetched everything the elements read, it buys
+// nothing and costs a goroutine, its stack growth and scheduling per field
+// and element: about 150 per page of the conversation list, the largest
+// single share of that request's CPU.
+//
+// So, for the types named below and only for them:
+//   - inlineObjects: the fields of the object run on the caller's goroutine,
+//     one after the other (gqlgen's Object.DisableConcurrency, which it sets
+//     itself for Mutation).
+//   - inlineLists: lists of the type are marshaled element by element on the
+//     caller's goroutine (marshalSliceInline in package graph, instead of
+//     graphql.MarshalSliceConcurrently in the list marshaler).
+//
+// A type belongs here only if nothing under it can wait for a batch that
+// other elements or fields would have joined: each entry says why. Adding a
+// resolver field to one of these types means checking that again.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"go/ast"
+	"go/format"
+	"go/parser"
+	"go/token"
+	"os"
+	"sort"
+
+	"github.com/99designs/gqlgen/api"
+	"github.com/99designs/gqlgen/codegen"
+	"github.com/99designs/gqlgen/codegen/config"
+)
+
+// inlineObjects: objects whose fields run inline.
+var inlineObjects = map[string]string{
+	// participants, readReceipts, lastMessage and unreadCount come from the
+	// response's loaders: prefetched by the conversations list, and enqueued
+	// together (warmConversation) before the first field runs wherever a
+	// single conversation is returned, so inline fields wait for one batch
+	// round at most, as concurrent ones did.
+	"Conversation": "fields served from prefetched or warmed loaders",
+}
+
+// inlineLists: element types whose lists are marshaled in order.
+var inlineLists = map[string]string{
+	"User":        "no resolver fields",
+	"Attachment":  "url is computed from the row",
+	"ReadReceipt": "user comes from the participants batch, which primes the user loader",
+	// The conversations resolver prefetches everything its elements read
+	// (participants, readReceipts, lastMessage with its sender and
+	// attachments, unreadCount; the conversations themselves are primed).
+	// Conversation.messages is a statement per conversation either way.
+	"ConversationEdge": "the conversations resolver prefetches what the elements read",
+	// The messages resolver prefetches senders and attachments and primes
+	// the conversation loader with the parent conversation.
+	"MessageEdge": "the messages resolver prefetches what the elements read",
+}
+
+// inlineSliceFunc is what the rewritten list marshalers call instead of
+// graphql.MarshalSliceConcurrently; same parameters.
+const inlineSliceFunc = "marshalSliceInline"
+
+func main() {
+	configFile := flag.String("config", "gqlgen.yml", "gqlgen configuration")
+	flag.Parse()
+	if err := run(*configFile); err != nil {
+		fmt.Fprintln(os.Stderr, "gqlgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(configFile string) error {
+	cfg, err := config.LoadConfig(configFile)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", configFile, err)
+	}
+	p := &policy{}
+	if err := api.Generate(cfg, api.AddPlugin(p)); err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	return rewriteLists(cfg.Exec.Filename, p.listMarshalers)
+}
+
+// policy is the gqlgen plugin: its GenerateCode hook runs after gqlgen has
+// built its model of the schema and before the templates render it.
+type policy struct {
+	listMarshalers map[string]bool // names of the list marshalers to rewrite
+}
+
+func (*policy) Name() string { return "parley-inline" }
+
+func (p *policy) GenerateCode(data *codegen.Data) error {
+	objects := map[string]bool{}
+	for _, o := range data.Objects {
+		if _, ok := inlineObjects[o.Name]; ok {
+			o.DisableConcurrency = true
+			objects[o.Name] = true
+		}
+	}
+	p.listMarshalers = map[string]bool{}
+	lists := map[string]bool{}
+	for _, ref := range data.ReferencedTypes {
+		if ref.Definition == nil || !ref.IsSlice() {
+			continue
+		}
+		if _, ok := inlineLists[ref.Definition.Name]; ok {
+			p.listMarshalers[ref.MarshalFunc()] = true
+			lists[ref.Definition.Name] = true
+		}
+	}
+	// A renamed type would otherwise silently lose its policy.
+	var missing []string
+	for name := range inlineObjects {
+		if !objects[name] {
+			missing = append(missing, "object "+name)
+		}
+	}
+	for name := range inlineLists {
+		if !lists[name] {
+			missing = append(missing, "list of "+name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("not in the schema: %v", missing)
+	}
+	return nil
+}
+
+// rewriteLists replaces graphql.MarshalSliceConcurrently with
+// inlineSliceFunc in the named functions of the generated file.
+func rewriteLists(filename string, funcs map[string]bool) error {
+	src, err := os.ReadFile(filename)
+	if err != nil {
+		return fmt.Errorf("rewrite lists: %w", err)
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, filename, src, parser.SkipObjectResolution)
+	if err != nil {
+		return fmt.Errorf("rewrite lists: %w", err)
+	}
+	// Byte offsets of the selector expressions to replace, in file order.
+	type span struct{ from, to int }
+	var spans []span
+	done := map[string]bool{}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || !funcs[fn.Name.Name] || fn.Body == nil {
+			continue
+		}
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "MarshalSliceConcurrently" {
+				return true
+			}
+			if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "graphql" {
+				return true
+			}
+			spans = append(spans, span{fset.Position(sel.Pos()).Offset, fset.Position(sel.End()).Offset})
+			done[fn.Name.Name] = true
+			return true
+		})
+	}
+	for name := range funcs {
+		if !done[name] {
+			// gqlgen's template changed: the policy would silently not apply.
+			return fmt.Errorf("rewrite lists: no graphql.MarshalSliceConcurrently in %s", name)
+		}
+	}
+	var out bytes.Buffer
+	last := 0
+	for _, s := range spans {
+		out.Write(src[last:s.from])
+		out.WriteString(inlineSliceFunc)
+		last = s.to
+	}
+	out.Write(src[last:])
+	formatted, err := format.Source(out.Bytes())
+	if err != nil {
+		return fmt.Errorf("rewrite lists: %w", err)
+	}
+	if len(spans) == 0 {
+		return errors.New("rewrite lists: nothing to rewrite")
+	}
+	if err := os.WriteFile(filename, formatted, 0o644); err != nil {
+		return fmt.Errorf("rewrite lists: %w", err)
+	}
+	return nil
+}
