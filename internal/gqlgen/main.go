@@ -21,11 +21,13 @@
 // A type belongs here only if nothing under it can wait for a batch that
 // other elements or fields would have joined: each entry says why. Adding a
 // resolver field to one of these types means checking that again.
+//
+// Independently of the schema, object marshalers that can hold no @defer'd
+// field do not build a deferred group (dropEmptyDeferred).
 package main
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"go/ast"
@@ -87,7 +89,7 @@ func run(configFile string) error {
 	if err := api.Generate(cfg, api.AddPlugin(p)); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
-	return rewriteLists(cfg.Exec.Filename, p.listMarshalers)
+	return rewrite(cfg.Exec.Filename, p.listMarshalers)
 }
 
 // policy is the gqlgen plugin: its GenerateCode hook runs after gqlgen has
@@ -136,21 +138,69 @@ func (p *policy) GenerateCode(data *codegen.Data) error {
 	return nil
 }
 
-// rewriteLists replaces graphql.MarshalSliceConcurrently with
-// inlineSliceFunc in the named functions of the generated file.
-func rewriteLists(filename string, funcs map[string]bool) error {
+// rewrite edits the generated file: see rewriteLists and dropEmptyDeferred.
+func rewrite(filename string, listFuncs map[string]bool) error {
 	src, err := os.ReadFile(filename)
 	if err != nil {
-		return fmt.Errorf("rewrite lists: %w", err)
+		return fmt.Errorf("rewrite: %w", err)
 	}
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, filename, src, parser.SkipObjectResolution)
 	if err != nil {
-		return fmt.Errorf("rewrite lists: %w", err)
+		return fmt.Errorf("rewrite: %w", err)
 	}
-	// Byte offsets of the selector expressions to replace, in file order.
-	type span struct{ from, to int }
-	var spans []span
+	lists, err := rewriteLists(fset, f, listFuncs)
+	if err != nil {
+		return err
+	}
+	edits := append(lists, dropEmptyDeferred(fset, f)...)
+	sort.Slice(edits, func(i, j int) bool { return edits[i].from < edits[j].from })
+	var out bytes.Buffer
+	last := 0
+	for _, e := range edits {
+		out.Write(src[last:e.from])
+		out.WriteString(e.text)
+		last = e.to
+	}
+	out.Write(src[last:])
+	formatted, err := format.Source(out.Bytes())
+	if err != nil {
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	if err := os.WriteFile(filename, formatted, 0o644); err != nil {
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	return nil
+}
+
+// edit replaces src[from:to] with text.
+type edit struct {
+	from, to int
+	text     string
+}
+
+func span(fset *token.FileSet, n ast.Node, text string) edit {
+	return edit{fset.Position(n.Pos()).Offset, fset.Position(n.End()).Offset, text}
+}
+
+// isCall reports whether e calls pkg.name.
+func isCall(e ast.Expr, pkg, name string) (*ast.CallExpr, bool) {
+	call, ok := e.(*ast.CallExpr)
+	if !ok {
+		return nil, false
+	}
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != name {
+		return nil, false
+	}
+	x, ok := sel.X.(*ast.Ident)
+	return call, ok && x.Name == pkg
+}
+
+// rewriteLists makes the named list marshalers call inlineSliceFunc
+// instead of graphql.MarshalSliceConcurrently (same parameters).
+func rewriteLists(fset *token.FileSet, f *ast.File, funcs map[string]bool) ([]edit, error) {
+	var edits []edit
 	done := map[string]bool{}
 	for _, d := range f.Decls {
 		fn, ok := d.(*ast.FuncDecl)
@@ -158,45 +208,64 @@ func rewriteLists(filename string, funcs map[string]bool) error {
 			continue
 		}
 		ast.Inspect(fn.Body, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
+			if e, ok := n.(ast.Expr); ok {
+				if call, ok := isCall(e, "graphql", "MarshalSliceConcurrently"); ok {
+					edits = append(edits, span(fset, call.Fun, inlineSliceFunc))
+					done[fn.Name.Name] = true
+				}
 			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || sel.Sel.Name != "MarshalSliceConcurrently" {
-				return true
-			}
-			if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "graphql" {
-				return true
-			}
-			spans = append(spans, span{fset.Position(sel.Pos()).Offset, fset.Position(sel.End()).Offset})
-			done[fn.Name.Name] = true
 			return true
 		})
 	}
 	for name := range funcs {
 		if !done[name] {
 			// gqlgen's template changed: the policy would silently not apply.
-			return fmt.Errorf("rewrite lists: no graphql.MarshalSliceConcurrently in %s", name)
+			return nil, fmt.Errorf("rewrite lists: no graphql.MarshalSliceConcurrently in %s", name)
 		}
 	}
-	var out bytes.Buffer
-	last := 0
-	for _, s := range spans {
-		out.Write(src[last:s.from])
-		out.WriteString(inlineSliceFunc)
-		last = s.to
+	return edits, nil
+}
+
+// dropEmptyDeferred: every object marshaler starts with
+// `deferred := graphql.NewDeferredGroup(ctx)`, which builds the object's
+// response path, a field set and a map (allocations per object of every
+// response), for the fields of the object that an @defer fragment may
+// postpone. Only fields resolved concurrently can be postponed: they are
+// handed &deferred. In a marshaler that never takes &deferred (objects
+// without such fields, and the inline ones) the group stays empty, so an
+// empty literal is the same thing, for free.
+func dropEmptyDeferred(fset *token.FileSet, f *ast.File) []edit {
+	var edits []edit
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Body == nil {
+			continue
+		}
+		var group *ast.CallExpr
+		shared := false
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.AssignStmt:
+				if len(n.Lhs) == 1 && len(n.Rhs) == 1 && isIdent(n.Lhs[0], "deferred") {
+					if call, ok := isCall(n.Rhs[0], "graphql", "NewDeferredGroup"); ok {
+						group = call
+					}
+				}
+			case *ast.UnaryExpr:
+				if n.Op == token.AND && isIdent(n.X, "deferred") {
+					shared = true
+				}
+			}
+			return true
+		})
+		if group != nil && !shared {
+			edits = append(edits, span(fset, group, "graphql.DeferredGroup{}"))
+		}
 	}
-	out.Write(src[last:])
-	formatted, err := format.Source(out.Bytes())
-	if err != nil {
-		return fmt.Errorf("rewrite lists: %w", err)
-	}
-	if len(spans) == 0 {
-		return errors.New("rewrite lists: nothing to rewrite")
-	}
-	if err := os.WriteFile(filename, formatted, 0o644); err != nil {
-		return fmt.Errorf("rewrite lists: %w", err)
-	}
-	return nil
+	return edits
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && id.Name == name
 }
