@@ -356,26 +356,28 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 		}
 	}
 	// What every element will ask for, one statement each.
-	if selects(ctx, "edges", "node", "participants") || selects(ctx, "edges", "node", "readReceipts") {
+	reads := readsUnder(graphql.GetFieldContext(ctx), graphql.GetOperationContext(ctx), "edges", "node")
+	if reads.participants {
 		if err := l.PrefetchParticipants(ctx, ids); err != nil {
 			return nil, err
 		}
 	}
-	if selects(ctx, "edges", "node", "lastMessage") {
+	if reads.lastMessages {
 		if err := l.PrefetchMessages(ctx, lastIDs); err != nil {
 			return nil, err
 		}
 	}
-	if selects(ctx, "edges", "node", "lastMessage", "attachments") {
+	if reads.attachments {
 		if err := l.PrefetchAttachments(ctx, lastIDs); err != nil {
 			return nil, err
 		}
 	}
-	if selects(ctx, "edges", "node", "unreadCount") {
+	if reads.unread {
 		if err := l.PrefetchUnread(ctx, v, ids); err != nil {
 			return nil, err
 		}
 	}
+	conn.Prefetched = !reads.elsewhere
 	if n := len(conn.Edges); n > 0 {
 		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &conn.Edges[0].Cursor, &conn.Edges[n-1].Cursor
 	}

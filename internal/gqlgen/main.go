@@ -16,7 +16,8 @@
 //     itself for Mutation).
 //   - inlineLists: lists of the type are marshaled element by element on the
 //     caller's goroutine (marshalSliceInline in package graph, instead of
-//     graphql.MarshalSliceConcurrently in the list marshaler).
+//     graphql.MarshalSliceConcurrently in the list marshaler), unless the
+//     list's parent object says its elements are not all in memory.
 //
 // A type belongs here only if nothing under it can wait for a batch that
 // other elements or fields would have joined: each entry says why. Adding a
@@ -57,14 +58,13 @@ var inlineLists = map[string]string{
 	"User":        "no resolver fields",
 	"Attachment":  "url is computed from the row",
 	"ReadReceipt": "user comes from the participants batch, which primes the user loader",
-	// The conversations resolver prefetches everything its elements read
+	// The conversations resolver prefetches what its elements read
 	// (participants, readReceipts, lastMessage with its sender and
-	// attachments, unreadCount; the conversations themselves are primed).
-	// Conversation.messages is a statement per conversation either way.
-	"ConversationEdge": "the conversations resolver prefetches what the elements read",
-	// The messages resolver prefetches senders and attachments and primes
-	// the conversation loader with the parent conversation.
-	"MessageEdge": "the messages resolver prefetches what the elements read",
+	// attachments, unreadCount; the conversations themselves are primed),
+	// and where the selection reads anything else, says so
+	// (ConversationConnection.ElementsInMemory): marshalSliceInline then
+	// falls back to a goroutine per element.
+	"ConversationEdge": "the conversations resolver prefetches what the elements read, or says it did not",
 }
 
 // inlineSliceFunc is what the rewritten list marshalers call instead of
