@@ -99,6 +99,26 @@ func warmConversation(ctx context.Context, c *ent.Conversation) {
 	}
 }
 
+// warmMessage is warmConversation for one message (m may be nil): its
+// sender, attachments and conversation. A last message needs none of it:
+// its sender comes with it, its conversation is primed, and the list
+// prefetches attachments; a page's messages are prefetched.
+func warmMessage(ctx context.Context, m *ent.Message) {
+	if m == nil {
+		return
+	}
+	l := loader.For(ctx)
+	if selects(ctx, "sender") {
+		l.User.Load(ctx, m.SenderID)
+	}
+	if m.DeletedAt == nil && selects(ctx, "attachments") {
+		l.Attachments.Load(ctx, m.ID)
+	}
+	if selects(ctx, "conversation") {
+		l.Conversation.Load(ctx, m.ConversationID)
+	}
+}
+
 // node resolves any ID by its type prefix; anything the viewer may not see
 // is null, exactly like an ID that does not exist.
 func (r *Resolver) node(ctx context.Context, viewerID, id string) (model.Node, error) {
@@ -119,7 +139,11 @@ func (r *Resolver) node(ctx context.Context, viewerID, id string) (model.Node, e
 			n = c
 		}
 	case strings.HasPrefix(id, schema.PrefixMessage):
-		n, err = r.Chat.Message(ctx, viewerID, id)
+		var m *ent.Message
+		if m, err = r.Chat.Message(ctx, viewerID, id); m != nil {
+			warmMessage(ctx, m)
+			n = m
+		}
 	case strings.HasPrefix(id, schema.PrefixAttachment):
 		n, err = r.Chat.Attachment(ctx, viewerID, id)
 	}

@@ -141,7 +141,9 @@ func (r *inboxEventResolver) Message(ctx context.Context, obj *model.InboxEvent)
 		return nil, nil
 	}
 	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	return loadMessage(ctx, obj.MessageID)
+	m, err := loadMessage(ctx, obj.MessageID)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // User is the resolver for the user field.
@@ -176,7 +178,9 @@ func (r *messageResolver) Attachments(ctx context.Context, obj *ent.Message) ([]
 // Message is the resolver for the message field.
 func (r *messageEventResolver) Message(ctx context.Context, obj *model.MessageEvent) (*ent.Message, error) {
 	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	return loadMessage(ctx, obj.MessageID)
+	m, err := loadMessage(ctx, obj.MessageID)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // Register is the resolver for the register field.
@@ -237,12 +241,14 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.SendMessage(ctx, v, chat.SendInput{
+	m, err := r.Chat.SendMessage(ctx, v, chat.SendInput{
 		ConversationID:  input.ConversationID,
 		Body:            input.Body,
 		ClientMessageID: input.ClientMessageID,
 		AttachmentIDs:   input.AttachmentIds,
 	})
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // EditMessage is the resolver for the editMessage field.
@@ -251,7 +257,9 @@ func (r *mutationResolver) EditMessage(ctx context.Context, id string, body stri
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.EditMessage(ctx, v, id, body)
+	m, err := r.Chat.EditMessage(ctx, v, id, body)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // DeleteMessage is the resolver for the deleteMessage field.
@@ -260,7 +268,9 @@ func (r *mutationResolver) DeleteMessage(ctx context.Context, id string) (*ent.M
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.DeleteMessage(ctx, v, id)
+	m, err := r.Chat.DeleteMessage(ctx, v, id)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // MarkConversationRead is the resolver for the markConversationRead field.

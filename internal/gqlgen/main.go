@@ -51,6 +51,10 @@ var inlineObjects = map[string]string{
 	// single conversation is returned, so inline fields wait for one batch
 	// round at most, as concurrent ones did.
 	"Conversation": "fields served from prefetched or warmed loaders",
+	// sender, attachments and conversation likewise: prefetched or primed
+	// by the conversations and messages resolvers, enqueued together by
+	// warmMessage wherever a single message is returned.
+	"Message": "fields served from prefetched, primed or warmed loaders",
 }
 
 // inlineLists: element types whose lists are marshaled in order.
