@@ -28,6 +28,22 @@ const messagePageQ = `query($c: ID!, $n: Int) { conversation(id: $c) { id messag
 		sender { id username displayName avatarUrl }
 		attachments { id filename contentType size url } } } } } }`
 
+// conversationListNestedBudget: the page, last messages, their
+// attachments, participants and unread counts (no totalCount).
+const conversationListNestedBudget = 5
+
+const conversationListNestedQ = `query($n: Int) { conversations(first: $n) { edges { node { id
+	lastMessage { id attachments { id url } sender { id }
+		conversation { id title unreadCount participants { id } readReceipts { user { id } } } } } } } }`
+
+// singleConversationBudget: the conversation, its participants, its last
+// message and its unread count.
+const singleConversationBudget = 4
+
+const singleConversationQ = `query($c: ID!) { conversation(id: $c) { id unreadCount
+	participants { id } readReceipts { user { id } }
+	lastMessage { id sender { id } conversation { id } } } }`
+
 // statements runs query and returns how many SQL statements it cost.
 func statements(t *testing.T, s *apptest.Server, token, query string, vars map[string]any) int64 {
 	t.Helper()
@@ -104,6 +120,21 @@ func TestQueryBudgets(t *testing.T) {
 		if got > conversationListBudget {
 			t.Errorf("conversations(first: %d) cost %d statements, budget %d", n, got, conversationListBudget)
 		}
+	}
+	// The page's edges are marshaled one after the other when the resolver
+	// prefetched everything they read (internal/gqlgen): nested selections
+	// that reach the same kinds cost no statement per element.
+	for _, n := range []int{20, 100} {
+		got := statements(t, s, owner.Token, conversationListNestedQ, map[string]any{"n": n})
+		t.Logf("conversations(first: %d), last messages' attachments and conversation: %d statements", n, got)
+		if got > conversationListNestedBudget {
+			t.Errorf("conversations(first: %d) with nested selections cost %d statements, budget %d", n, got, conversationListNestedBudget)
+		}
+	}
+	// One conversation: its fields run one after the other, and what they
+	// load is one batch each.
+	if got := statements(t, s, owner.Token, singleConversationQ, map[string]any{"c": bigConv}); got > singleConversationBudget {
+		t.Errorf("conversation(id) cost %d statements, budget %d", got, singleConversationBudget)
 	}
 	for _, n := range []int{50, 100} {
 		statements(t, s, owner.Token, messagePageQ, map[string]any{"c": bigConv, "n": n})

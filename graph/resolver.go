@@ -73,6 +73,52 @@ func loadConversation(ctx context.Context, id string) (*ent.Conversation, error)
 	return c, nil
 }
 
+// warmConversation enqueues, all at once, the loads that the selected fields
+// of one conversation (c, which may be nil) will make. Conversation's fields
+// run one after the other (internal/gqlgen), so without this each would wait
+// out a batch window of its own; with it they share one, as they did when
+// they ran concurrently. Shared loaders (a subscription event's) still
+// collect the same keys from every subscriber. Lists prefetch instead
+// (Conversations).
+func warmConversation(ctx context.Context, c *ent.Conversation) {
+	if c == nil {
+		return
+	}
+	l := loader.For(ctx)
+	l.Conversation.Prime(ctx, c.ID, c) // for lastMessage.conversation
+	// The thunks are dropped: the fields load the same keys again and get
+	// the pending results.
+	if selects(ctx, "participants") || selects(ctx, "readReceipts") {
+		l.Participants.Load(ctx, c.ID)
+	}
+	if c.LastMessageID != nil && selects(ctx, "lastMessage") {
+		l.Message.Load(ctx, *c.LastMessageID)
+	}
+	if v := auth.Viewer(ctx); v != "" && selects(ctx, "unreadCount") {
+		l.Unread.Load(ctx, loader.UnreadKey(v, c.ID))
+	}
+}
+
+// warmMessage is warmConversation for one message (m may be nil): its
+// sender, attachments and conversation. A last message needs none of it:
+// its sender comes with it, its conversation is primed, and the list
+// prefetches attachments; a page's messages are prefetched.
+func warmMessage(ctx context.Context, m *ent.Message) {
+	if m == nil {
+		return
+	}
+	l := loader.For(ctx)
+	if selects(ctx, "sender") {
+		l.User.Load(ctx, m.SenderID)
+	}
+	if m.DeletedAt == nil && selects(ctx, "attachments") {
+		l.Attachments.Load(ctx, m.ID)
+	}
+	if selects(ctx, "conversation") {
+		l.Conversation.Load(ctx, m.ConversationID)
+	}
+}
+
 // node resolves any ID by its type prefix; anything the viewer may not see
 // is null, exactly like an ID that does not exist.
 func (r *Resolver) node(ctx context.Context, viewerID, id string) (model.Node, error) {
@@ -87,9 +133,17 @@ func (r *Resolver) node(ctx context.Context, viewerID, id string) (model.Node, e
 			n = u
 		}
 	case strings.HasPrefix(id, schema.PrefixConversation):
-		n, err = r.Chat.Conversation(ctx, viewerID, id)
+		var c *ent.Conversation
+		if c, err = r.Chat.Conversation(ctx, viewerID, id); c != nil {
+			warmConversation(ctx, c)
+			n = c
+		}
 	case strings.HasPrefix(id, schema.PrefixMessage):
-		n, err = r.Chat.Message(ctx, viewerID, id)
+		var m *ent.Message
+		if m, err = r.Chat.Message(ctx, viewerID, id); m != nil {
+			warmMessage(ctx, m)
+			n = m
+		}
 	case strings.HasPrefix(id, schema.PrefixAttachment):
 		n, err = r.Chat.Attachment(ctx, viewerID, id)
 	}

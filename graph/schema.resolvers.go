@@ -98,6 +98,8 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *ent.Conversati
 		TotalCount: int(obj.MessageCount),
 	}
 	l := loader.For(ctx)
+	// The elements' conversation is this one.
+	l.Conversation.Prime(ctx, obj.ID, obj)
 	ids, senders := make([]string, len(page.Messages)), make([]string, len(page.Messages))
 	for i, m := range page.Messages {
 		l.Message.Prime(ctx, m.ID, m)
@@ -128,7 +130,9 @@ func (r *conversationConnectionResolver) TotalCount(ctx context.Context, obj *mo
 // Conversation is the resolver for the conversation field.
 func (r *inboxEventResolver) Conversation(ctx context.Context, obj *model.InboxEvent) (*ent.Conversation, error) {
 	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	return loadConversation(ctx, obj.ConversationID)
+	c, err := loadConversation(ctx, obj.ConversationID)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // Message is the resolver for the message field.
@@ -137,7 +141,9 @@ func (r *inboxEventResolver) Message(ctx context.Context, obj *model.InboxEvent)
 		return nil, nil
 	}
 	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	return loadMessage(ctx, obj.MessageID)
+	m, err := loadMessage(ctx, obj.MessageID)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // User is the resolver for the user field.
@@ -151,7 +157,9 @@ func (r *inboxEventResolver) User(ctx context.Context, obj *model.InboxEvent) (*
 
 // Conversation is the resolver for the conversation field.
 func (r *messageResolver) Conversation(ctx context.Context, obj *ent.Message) (*ent.Conversation, error) {
-	return loadConversation(ctx, obj.ConversationID)
+	c, err := loadConversation(ctx, obj.ConversationID)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // Sender is the resolver for the sender field.
@@ -173,7 +181,9 @@ func (r *messageEventResolver) Message(ctx context.Context, obj *model.MessageEv
 	if s, ok := obj.Scope.(*EventScope); ok {
 		s.prefetchMessage(ctx, obj.MessageID)
 	}
-	return loadMessage(ctx, obj.MessageID)
+	m, err := loadMessage(ctx, obj.MessageID)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // Register is the resolver for the register field.
@@ -200,7 +210,9 @@ func (r *mutationResolver) CreateConversation(ctx context.Context, input model.C
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.CreateConversation(ctx, v, input.ParticipantIds, input.Title)
+	c, err := r.Chat.CreateConversation(ctx, v, input.ParticipantIds, input.Title)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // AddParticipants is the resolver for the addParticipants field.
@@ -209,7 +221,9 @@ func (r *mutationResolver) AddParticipants(ctx context.Context, conversationID s
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.AddParticipants(ctx, v, conversationID, userIds)
+	c, err := r.Chat.AddParticipants(ctx, v, conversationID, userIds)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // LeaveConversation is the resolver for the leaveConversation field.
@@ -230,12 +244,14 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.SendMessage(ctx, v, chat.SendInput{
+	m, err := r.Chat.SendMessage(ctx, v, chat.SendInput{
 		ConversationID:  input.ConversationID,
 		Body:            input.Body,
 		ClientMessageID: input.ClientMessageID,
 		AttachmentIDs:   input.AttachmentIds,
 	})
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // EditMessage is the resolver for the editMessage field.
@@ -244,7 +260,9 @@ func (r *mutationResolver) EditMessage(ctx context.Context, id string, body stri
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.EditMessage(ctx, v, id, body)
+	m, err := r.Chat.EditMessage(ctx, v, id, body)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // DeleteMessage is the resolver for the deleteMessage field.
@@ -253,7 +271,9 @@ func (r *mutationResolver) DeleteMessage(ctx context.Context, id string) (*ent.M
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.DeleteMessage(ctx, v, id)
+	m, err := r.Chat.DeleteMessage(ctx, v, id)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // MarkConversationRead is the resolver for the markConversationRead field.
@@ -262,7 +282,9 @@ func (r *mutationResolver) MarkConversationRead(ctx context.Context, conversatio
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.MarkConversationRead(ctx, v, conversationID, upToMessageID)
+	c, err := r.Chat.MarkConversationRead(ctx, v, conversationID, upToMessageID)
+	warmConversation(ctx, c)
+	return c, err
 }
 
 // UploadAttachment is the resolver for the uploadAttachment field.
@@ -347,21 +369,28 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 		}
 	}
 	// What every element will ask for, one statement each.
-	if selects(ctx, "edges", "node", "participants") || selects(ctx, "edges", "node", "readReceipts") {
+	reads := readsUnder(graphql.GetFieldContext(ctx), graphql.GetOperationContext(ctx), "edges", "node")
+	if reads.participants {
 		if err := l.PrefetchParticipants(ctx, ids); err != nil {
 			return nil, err
 		}
 	}
-	if selects(ctx, "edges", "node", "lastMessage") {
+	if reads.lastMessages {
 		if err := l.PrefetchMessages(ctx, lastIDs); err != nil {
 			return nil, err
 		}
 	}
-	if selects(ctx, "edges", "node", "unreadCount") {
+	if reads.attachments {
+		if err := l.PrefetchAttachments(ctx, lastIDs); err != nil {
+			return nil, err
+		}
+	}
+	if reads.unread {
 		if err := l.PrefetchUnread(ctx, v, ids); err != nil {
 			return nil, err
 		}
 	}
+	conn.Prefetched = !reads.elsewhere
 	if n := len(conn.Edges); n > 0 {
 		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &conn.Edges[0].Cursor, &conn.Edges[n-1].Cursor
 	}
@@ -378,6 +407,7 @@ func (r *queryResolver) Conversation(ctx context.Context, id string) (*ent.Conve
 	if isNotFound(err) {
 		return nil, nil
 	}
+	warmConversation(ctx, c)
 	return c, err
 }
 

@@ -49,7 +49,14 @@ type ConversationConnection struct {
 	Edges    []*ConversationEdge
 	PageInfo *PageInfo
 	ViewerID string
+	// Prefetched: everything the selection reads under the edges is in
+	// memory, so they may be marshaled one after the other.
+	Prefetched bool
 }
+
+// ElementsInMemory tells the list marshaler (graph.marshalSliceInline)
+// whether the edges may be marshaled without a goroutine each.
+func (c *ConversationConnection) ElementsInMemory() bool { return c.Prefetched }
 
 // MessageConnection is a page of a conversation's messages.
 type MessageConnection struct {
