@@ -50,6 +50,10 @@ type GraphQLOptions struct {
 	// Hijacked counts open graphql-transport-ws connections, for a
 	// shutdown to wait on; nil counts nothing.
 	Hijacked *Hijacked
+	// WSGoroutinePerConn serves each graphql-transport-ws connection with a
+	// reading goroutine of its own instead of the poller (as on platforms
+	// without one): an escape hatch, and the path the tests compare.
+	WSGoroutinePerConn bool
 }
 
 // NewGraphQL builds the gqlgen server with explicit transports. SSE comes

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/netpoll"
 
 	"github.com/parley-chat/parley/internal/auth"
 )
@@ -58,6 +59,10 @@ type webSocket struct {
 	metrics      *metrics.Metrics
 
 	frames sync.Pool // *[]byte frame buffers (wsconn.go)
+	reads  sync.Pool // *[]byte read buffers of polled connections (wspoll.go)
+	// poller reports readable graphql-transport-ws sockets (wspoll.go); nil:
+	// a goroutine per connection reads.
+	poller *netpoll.Poller
 	// opHeaders are the request headers every graphql-transport-ws
 	// operation sees (read-only, shared): only that it came over a
 	// WebSocket matters to the extensions that look.
@@ -82,6 +87,11 @@ func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base tr
 	t.base.InitTimeout = 0
 	if t.log == nil {
 		t.log = slog.Default()
+	}
+	if !opt.WSGoroutinePerConn {
+		if p, err := netpoll.New(); err == nil {
+			t.poller = p
+		}
 	}
 	return t
 }

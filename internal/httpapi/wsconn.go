@@ -28,9 +28,14 @@ import (
 // transport: what a connection costs when idle and what an event costs
 // per subscriber are what fan-out is made of (BENCHMARKS.md).
 //
-//   - One goroutine per connection, reading, with a shallow stack and no
-//     buffer of its own between messages; operations run on goroutines of
-//     their own, which end with them.
+//   - No goroutine per idle connection: on Linux, a poller (internal/netpoll)
+//     reports a socket with something to read, and a goroutine reads what
+//     is there, handles it and ends (wspoll.go); between reads a connection
+//     keeps only the bytes of a partial frame. Elsewhere, and for a
+//     connection that is not a plain TCP socket, one goroutine per
+//     connection reads, with a shallow stack and no buffer of its own
+//     between messages. Operations run on goroutines of their own, which
+//     end with them.
 //   - A subscription whose stream can say when it has something
 //     (graph.StreamReadiness) has no goroutine while idle: the hub's
 //     callback starts one that writes what is ready and ends.
@@ -72,7 +77,8 @@ type twsConn struct {
 	wsState // its mu guards the fields from acked on too
 	exec    graphql.GraphExecutor
 	nc      net.Conn
-	fr      frameReader
+	fr      frameReader // the goroutine's reader, or the poller's assembler (fr.asm)
+	poll    *wsPoll     // nil: a goroutine reads (set before anything runs)
 
 	// ctx ends when the connection does; opCtx (set at connection_init)
 	// carries the viewer.
@@ -93,6 +99,8 @@ type twsConn struct {
 	pingTimer *time.Timer
 	pongDue   bool
 	closed    func(how string)
+	stopWatch func() bool
+	finished  bool
 }
 
 // serveTransportWS upgrades r and serves graphql-transport-ws on a
@@ -113,61 +121,92 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 		t.log.Error("websocket hijack", "err", err)
 		return
 	}
-	var r0 io.Reader = nc
+	// The client may have written before it saw the 101 (pipelining): those
+	// bytes are in net/http's reader, which is dropped after this.
+	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
-		// The client wrote before it saw the 101 (pipelining).
-		early, _ := brw.Reader.Peek(n)
-		r0 = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		b, _ := brw.Reader.Peek(n)
+		early = bytes.Clone(b)
 	}
+	brw = nil
 	base, _ := r.Context().Value(streamsBaseKey{}).(context.Context)
 	if base == nil {
 		base = context.Background()
 	}
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &twsConn{
-		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
+		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{asm: msgAssembler{limit: wsReadLimit}},
 		ctx: ctx, cancel: cancel, wsem: make(chan struct{}, 1),
 		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
 	}
-	if t.initTimeout > 0 {
-		c.mu.Lock()
-		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
-		c.mu.Unlock()
+	c.poll = t.newPoll(nc, early) // wspoll.go; nil: not pollable
+	if c.poll == nil {
+		c.fr.r = nc
+		if len(early) > 0 {
+			c.fr.r = io.MultiReader(bytes.NewReader(early), nc)
+		}
 	}
 	t.hijacked.add()
-	stopWatch := context.AfterFunc(base, func() {
+	c.mu.Lock()
+	if t.initTimeout > 0 {
+		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
+	}
+	c.stopWatch = context.AfterFunc(base, func() {
 		if shuttingDown(base) {
 			c.closeWith(CloseServiceRestart, reasonRestart)
 		} else {
 			c.closeWith(closeGoingAway, "server stopped")
 		}
 	})
-	go c.serve(stopWatch)
+	c.mu.Unlock()
+	if c.poll != nil {
+		c.startPoll() // reads what is there already, then waits for readiness
+		return
+	}
+	go c.serve()
 }
 
-func (c *twsConn) serve(stopWatch func() bool) {
+// serve is the connection's goroutine when it is not polled.
+func (c *twsConn) serve() {
 	defer func() {
 		if p := recover(); p != nil {
 			c.t.log.Error("websocket: panic", "panic", fmt.Sprint(p))
 		}
-		stopWatch()
 		c.finish()
 	}()
 	for {
-		_, msg, err := c.fr.readMessage(c.control)
+		op, msg, err := c.fr.readMessage(c.control)
+		if err == nil {
+			err = c.message(op, msg)
+		}
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
-		c.mu.Lock()
-		c.pongDue = false // any message proves the peer alive
-		closing := c.closing
-		c.mu.Unlock()
-		if closing {
-			continue // waiting for the peer's close frame
-		}
+	}
+}
+
+// message handles one data message from the client.
+func (c *twsConn) message(_ byte, msg []byte) error {
+	c.mu.Lock()
+	c.pongDue = false // any message proves the peer alive
+	closing := c.closing
+	c.mu.Unlock()
+	if !closing { // else waiting for the peer's close frame
 		c.handle(msg)
 	}
+	return nil
+}
+
+// closeNow drops the connection without a handshake. A goroutine-served
+// connection then ends in its reader (which sees the socket closed); a
+// polled one has no reader to notice, so it ends here.
+func (c *twsConn) closeNow() error {
+	if c.poll == nil {
+		return c.nc.Close()
+	}
+	c.finish()
+	return nil
 }
 
 // control handles a control frame read between messages.
@@ -216,9 +255,25 @@ func (c *twsConn) discardUntilClosed() {
 	_, _ = io.Copy(io.Discard, c.fr.r)
 }
 
-// finish releases everything once the connection is over.
+// finish releases everything once the connection is over; it runs once.
 func (c *twsConn) finish() {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	// closing too: a connection_init being handled by a polled reader
+	// right now must not take a per-user slot that nobody would release.
+	c.finished, c.closing = true, true
+	stopWatch := c.stopWatch
+	c.mu.Unlock()
+	if stopWatch != nil {
+		stopWatch()
+	}
 	c.cancel(context.Canceled)
+	if c.poll != nil {
+		c.poll.close() // before the socket: its descriptor must not be reused under the poller
+	}
 	_ = c.nc.Close()
 	c.mu.Lock()
 	c.stopTimersLocked()
@@ -375,7 +430,7 @@ func (c *twsConn) pingTick() {
 	c.writeMessage("ping", "", nil)
 }
 
-func (c *twsConn) dropDeadPeer() { c.wsState.dropDeadPeer(c.beginClose, c.nc.Close) }
+func (c *twsConn) dropDeadPeer() { c.wsState.dropDeadPeer(c.beginClose, c.closeNow) }
 
 // beginClose reports whether the caller is the one to close (see
 // wsState.beginClose); the connection's operations end.
@@ -399,10 +454,10 @@ func (c *twsConn) closeWith(code int, reason string) {
 	c.setClosedHow(strconv.Itoa(code))
 	go func() {
 		if !c.writeClose(code, reason) {
-			_ = c.nc.Close()
+			_ = c.closeNow()
 			return
 		}
-		time.AfterFunc(closeGrace, func() { _ = c.nc.Close() })
+		time.AfterFunc(closeGrace, func() { _ = c.closeNow() })
 	}()
 }
 

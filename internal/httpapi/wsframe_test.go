@@ -64,7 +64,7 @@ func TestFrameReader(t *testing.T) {
 			if strings.Contains(tc.name, "too big") {
 				limit = 65536
 			}
-			fr := frameReader{r: bytes.NewReader(bytes.Join(tc.in, nil)), limit: limit}
+			fr := frameReader{r: bytes.NewReader(bytes.Join(tc.in, nil)), asm: msgAssembler{limit: limit}}
 			controls := 0
 			_, msg, err := fr.readMessage(func(op byte, p []byte) error { controls++; return nil })
 			var we *wsError
@@ -82,7 +82,7 @@ func TestFrameReader(t *testing.T) {
 	}
 	// A connection cut mid-frame is an unexpected EOF, not a protocol error.
 	f := clientFrame(true, opText, []byte("hello"))
-	fr := frameReader{r: bytes.NewReader(f[:len(f)-2]), limit: 1 << 20}
+	fr := frameReader{r: bytes.NewReader(f[:len(f)-2]), asm: msgAssembler{limit: 1 << 20}}
 	if _, _, err := fr.readMessage(func(byte, []byte) error { return nil }); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("cut frame: %v", err)
 	}

@@ -1,0 +1,212 @@
+//go:build linux
+
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/parley-chat/parley/internal/netpoll"
+)
+
+// wsPoll is how a polled connection reads: no goroutine waits on it. When
+// the poller reports the socket readable, a goroutine reads until it would
+// block, handles every whole frame, keeps the bytes of a partial one and
+// asks for the next report. Only that goroutine touches the fields below
+// reading.
+type wsPoll struct {
+	rc      syscall.RawConn
+	reading atomic.Bool // a goroutine is reading (one at a time)
+
+	desc       *netpoll.Desc // set before the first read; closed by twsConn.finish
+	pending    []byte        // the start of a frame that has not arrived whole
+	need       int           // the length of that frame, as far as known
+	discarding bool          // after a framing violation, until the peer closes
+}
+
+const (
+	// readBufferSize is the pooled buffer a read goes into: client messages
+	// are small; a bigger frame gets a buffer of its own.
+	readBufferSize = 4 << 10
+)
+
+// readBuffer returns a buffer for a polled connection's reads, shared by
+// the transport's connections (an idle connection holds none).
+func (t *webSocket) readBuffer() *[]byte {
+	if bp, ok := t.reads.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, readBufferSize)
+	return &b
+}
+
+// newPoll prepares c's socket for the poller, or returns nil if it is not
+// a plain TCP socket (or there is no poller): then a goroutine reads.
+func (t *webSocket) newPoll(nc net.Conn, early []byte) *wsPoll {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok || t.poller == nil {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &wsPoll{rc: rc, pending: early, need: len(early)}
+}
+
+// startPoll registers the socket and reads what is there already (the
+// client's first frames may have come with the upgrade request). If the
+// poller refuses the socket, a goroutine serves the connection after all.
+func (c *twsConn) startPoll() {
+	p := c.poll
+	p.reading.Store(true) // a report that comes at once waits for this read
+	desc, err := c.t.poller.Register(p.rc, c.readable)
+	if err != nil {
+		c.t.log.Warn("websocket: poller refused the socket; reading on a goroutine", "err", err)
+		c.mu.Lock()
+		c.poll = nil
+		c.mu.Unlock()
+		c.fr.r = c.nc
+		if len(p.pending) > 0 {
+			c.fr.r = io.MultiReader(bytes.NewReader(p.pending), c.nc)
+		}
+		go c.serve()
+		return
+	}
+	p.desc = desc
+	c.readAndRearm()
+}
+
+// readable is the poller's callback.
+func (c *twsConn) readable() {
+	if !c.poll.reading.CompareAndSwap(false, true) {
+		return // the reader that has it rearms when it is done
+	}
+	c.readAndRearm()
+}
+
+func (c *twsConn) readAndRearm() {
+	p := c.poll
+	defer func() {
+		if r := recover(); r != nil {
+			c.t.log.Error("websocket: panic", "panic", fmt.Sprint(r))
+			c.finish()
+		}
+	}()
+	if !c.readSocket() {
+		return
+	}
+	p.reading.Store(false)
+	if err := p.desc.Rearm(); err != nil {
+		// Closed meanwhile: whoever closed it has finished the connection.
+		c.finish()
+	}
+}
+
+// readSocket reads until the socket would block and handles what it read;
+// false once the connection is over.
+func (c *twsConn) readSocket() bool {
+	p := c.poll
+	bp := c.t.readBuffer()
+	defer c.t.reads.Put(bp)
+	buf, own := (*bp)[:0], false // own: buf is not the pooled buffer
+	if cap(p.pending) > readBufferSize {
+		buf, own = p.pending, true // a big frame: read on into its own buffer
+	} else {
+		buf = append(buf, p.pending...)
+	}
+	p.pending = nil
+	for {
+		if cap(buf)-len(buf) < 512 || p.need > cap(buf) {
+			nb := make([]byte, len(buf), max(p.need, len(buf)+readBufferSize))
+			copy(nb, buf)
+			buf, own = nb, true
+		}
+		n, err := readRaw(p.rc, buf[len(buf):cap(buf)])
+		switch {
+		case n > 0:
+			buf = buf[:len(buf)+n]
+			if p.discarding {
+				buf = buf[:0]
+				continue
+			}
+			used, need, derr := c.fr.asm.decode(buf, c.control, c.message)
+			buf = buf[:copy(buf, buf[used:])]
+			p.need = need
+			if derr != nil {
+				if !c.pollReadFailed(derr) {
+					return false
+				}
+				buf = buf[:0]
+			}
+		case errors.Is(err, syscall.EAGAIN):
+			switch {
+			case len(buf) == 0:
+			case own && p.need > readBufferSize && cap(buf) >= p.need:
+				p.pending = buf // a big frame's own buffer
+			default:
+				// Only the partial frame stays with the connection.
+				p.pending = append(make([]byte, 0, max(len(buf), p.need)), buf...)
+			}
+			return true
+		default: // the peer closed (n == 0), a reset, or we closed it
+			c.finish()
+			return false
+		}
+	}
+}
+
+// pollReadFailed is readFailed for a polled connection: a framing
+// violation is answered with its close code and what the peer still sends
+// is discarded until it closes, for up to closeGrace; any other error
+// (the peer's close frame) ends the connection. It reports whether to read
+// on.
+func (c *twsConn) pollReadFailed(err error) bool {
+	var we *wsError
+	if !errors.As(err, &we) {
+		c.finish()
+		return false
+	}
+	if c.beginClose() {
+		c.setClosedHow(strconv.Itoa(we.code))
+		c.writeClose(we.code, we.reason)
+	}
+	c.poll.discarding = true
+	time.AfterFunc(closeGrace, c.finish)
+	return true
+}
+
+// close stops the poller watching the socket (before it is closed).
+func (p *wsPoll) close() {
+	if p.desc != nil {
+		p.desc.Close()
+	}
+}
+
+// readRaw reads what the socket has without waiting: EAGAIN if nothing.
+func readRaw(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), b)
+			if rerr != syscall.EINTR {
+				return true // never wait in Go's poller: ours reports readiness
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, nil
+}
