@@ -123,6 +123,11 @@ func (c *twsConn) readSocket() bool {
 		buf = append(buf, p.pending...)
 	}
 	p.pending = nil
+	if len(buf) > 0 && !c.pollDecode(&buf) {
+		// Bytes that came with the upgrade request (a partial frame kept
+		// from the last read parses as such again, cheaply).
+		return false
+	}
 	for {
 		if cap(buf)-len(buf) < 512 || p.need > cap(buf) {
 			nb := make([]byte, len(buf), max(p.need, len(buf)+readBufferSize))
@@ -133,18 +138,8 @@ func (c *twsConn) readSocket() bool {
 		switch {
 		case n > 0:
 			buf = buf[:len(buf)+n]
-			if p.discarding {
-				buf = buf[:0]
-				continue
-			}
-			used, need, derr := c.fr.asm.decode(buf, c.control, c.message)
-			buf = buf[:copy(buf, buf[used:])]
-			p.need = need
-			if derr != nil {
-				if !c.pollReadFailed(derr) {
-					return false
-				}
-				buf = buf[:0]
+			if !c.pollDecode(&buf) {
+				return false
 			}
 		case errors.Is(err, syscall.EAGAIN):
 			switch {
@@ -161,6 +156,26 @@ func (c *twsConn) readSocket() bool {
 			return false
 		}
 	}
+}
+
+// pollDecode handles the whole frames in *buf and leaves the rest there;
+// false once the connection is over.
+func (c *twsConn) pollDecode(buf *[]byte) bool {
+	p := c.poll
+	if p.discarding {
+		*buf = (*buf)[:0]
+		return true
+	}
+	used, need, err := c.fr.asm.decode(*buf, c.control, c.message)
+	*buf = (*buf)[:copy(*buf, (*buf)[used:])]
+	p.need = need
+	if err != nil {
+		if !c.pollReadFailed(err) {
+			return false
+		}
+		*buf = (*buf)[:0]
+	}
+	return true
 }
 
 // pollReadFailed is readFailed for a polled connection: a framing
