@@ -10,7 +10,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -81,7 +80,7 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	srv.Use(newPersistedQueries(opt.APQCache))
 	useOperationLimits(srv, svc, opt) // query cache, tokens, fields, aliases, introspection… (limits.go)
 	srv.Use(depthLimit{max: opt.MaxDepth})
-	srv.Use(extension.FixedComplexityLimit(opt.MaxComplexity))
+	srv.Use(&complexityLimit{max: opt.MaxComplexity}) // depth.go
 	srv.SetErrorPresenter(graph.ErrorPresenter(log))
 	srv.SetRecoverFunc(graph.Recover(log))
 	srv.AroundOperations(graph.StreamEnds) // a stream's last error, from the reading goroutine

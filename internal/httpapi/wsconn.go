@@ -19,6 +19,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/parley-chat/parley/graph"
 	"github.com/parley-chat/parley/internal/auth"
@@ -94,7 +96,7 @@ type twsConn struct {
 
 	acked     bool
 	initDone  bool
-	ops       map[string]*twsOp
+	ops       opSet
 	initTimer *time.Timer
 	pingTimer *time.Timer
 	pongDue   bool
@@ -133,11 +135,11 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 	if base == nil {
 		base = context.Background()
 	}
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	ctx, cancel := context.WithCancelCause(connContext(r.Context()))
 	c := &twsConn{
 		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{asm: msgAssembler{limit: wsReadLimit}},
 		ctx: ctx, cancel: cancel, wsem: make(chan struct{}, 1),
-		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
+		closed: t.metrics.WSOpened(),
 	}
 	c.poll = t.newPoll(nc, early) // wspoll.go; nil: not pollable
 	if c.poll == nil {
@@ -167,6 +169,32 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 }
 
 // serve is the connection's goroutine when it is not polled.
+// connContext is a connection's context: the values of the upgrade
+// request that its operations use (request ID and client IP for logs and
+// limits, a viewer from an Authorization header, the trace parent and
+// baggage), without the request's own contexts and middleware state, which
+// would otherwise live as long as the connection (BENCHMARKS.md). A new
+// request-scoped value that operations need must be added here.
+func connContext(r context.Context) context.Context {
+	ctx := context.Background()
+	if id := RequestID(r); id != "" {
+		ctx = context.WithValue(ctx, requestIDKey{}, id)
+	}
+	if ip := clientIP(r); ip != "" {
+		ctx = context.WithValue(ctx, clientIPKey{}, ip)
+	}
+	if v := auth.Viewer(r); v != "" {
+		ctx = auth.WithViewer(ctx, v)
+	}
+	if sc := trace.SpanContextFromContext(r); sc.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	if b := baggage.FromContext(r); b.Len() > 0 {
+		ctx = baggage.ContextWithBaggage(ctx, b)
+	}
+	return ctx
+}
+
 func (c *twsConn) serve() {
 	defer func() {
 		if p := recover(); p != nil {
@@ -270,7 +298,7 @@ func (c *twsConn) finish() {
 	if stopWatch != nil {
 		stopWatch()
 	}
-	c.cancel(context.Canceled)
+	c.endOps(context.Canceled)
 	if c.poll != nil {
 		c.poll.close() // before the socket: its descriptor must not be reused under the poller
 	}
@@ -279,7 +307,6 @@ func (c *twsConn) finish() {
 	c.stopTimersLocked()
 	user, how := c.user, c.closedHow
 	c.user = ""
-	c.ops = nil
 	c.mu.Unlock()
 	if user != "" {
 		c.t.releaseUser(user)
@@ -294,6 +321,7 @@ func (c *twsConn) finish() {
 func (c *twsConn) stopTimersLocked() {
 	if c.initTimer != nil {
 		c.initTimer.Stop()
+		c.initTimer = nil
 	}
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
@@ -331,13 +359,13 @@ func (c *twsConn) handle(raw []byte) {
 			return
 		}
 		c.mu.Lock()
-		op := c.ops[*m.ID]
+		op := c.ops.get(*m.ID)
 		c.mu.Unlock()
 		if op != nil {
 			// Answered with a "complete" once the operation has stopped
 			// (as gqlgen's transport does), never with another "next".
 			op.completedByClient.Store(true)
-			op.cancel()
+			op.stop()
 		}
 	default:
 		c.closeWith(closeBadRequest, fmt.Sprintf("Invalid message received: unexpected type %.40q", m.Type))
@@ -355,6 +383,7 @@ func (c *twsConn) connectionInit(payload json.RawMessage) {
 	c.initDone = true
 	if c.initTimer != nil {
 		c.initTimer.Stop()
+		c.initTimer = nil // an idle connection keeps no timer it will not use
 	}
 	closing := c.closing
 	c.mu.Unlock()
@@ -438,8 +467,21 @@ func (c *twsConn) beginClose() bool {
 	if !c.wsState.beginClose(c.stopTimersLocked) {
 		return false
 	}
-	c.cancel(errConnClosing)
+	c.endOps(errConnClosing)
 	return true
+}
+
+// endOps ends the connection's context and stops its operations, whose
+// contexts are not its children: a child would cost each connection a
+// map of children in its context, for the one operation it usually has.
+func (c *twsConn) endOps(cause error) {
+	c.cancel(cause)
+	c.mu.Lock()
+	ops := c.ops.close()
+	c.mu.Unlock()
+	for _, op := range ops {
+		op.stop()
+	}
 }
 
 var errConnClosing = errors.New("websocket closing")
@@ -616,11 +658,12 @@ type twsOp struct {
 	cancel context.CancelFunc
 
 	// For a subscription driven without a goroutine of its own.
-	responses graphql.ResponseHandler
-	ready     func() bool
-	scheduled atomic.Bool // a goroutine owns the stream and is draining it
-	kicked    atomic.Bool // something may be ready since the owner last looked
-	finished  atomic.Bool
+	responses  graphql.ResponseHandler
+	ready      func() bool
+	handedOver atomic.Bool // the stream's readiness callback drives it (set last)
+	scheduled  atomic.Bool // a goroutine owns the stream and is draining it
+	kicked     atomic.Bool // something may be ready since the owner last looked
+	finished   atomic.Bool
 	// completedByClient: the client sent "complete".
 	completedByClient atomic.Bool
 
@@ -655,21 +698,22 @@ func (c *twsConn) subscribe(m twsMessage) {
 		return
 	}
 	id := *m.ID
-	ctx, cancel := context.WithCancel(c.opCtx)
+	// Not a child of the connection's context (see endOps).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.opCtx))
 	op := &twsOp{c: c, id: id, ctx: ctx, cancel: cancel}
 	c.mu.Lock()
-	if c.ops == nil { // closed meanwhile
+	if c.ops.closed { // closing meanwhile
 		c.mu.Unlock()
 		cancel()
 		return
 	}
-	if _, dup := c.ops[id]; dup {
+	if c.ops.get(id) != nil {
 		c.mu.Unlock()
 		cancel()
 		c.closeWith(closeDuplicateOp, fmt.Sprintf("Subscriber for %.100s already exists", id))
 		return
 	}
-	c.ops[id] = op
+	c.ops.add(op)
 	c.mu.Unlock()
 	params := &graphql.RawParams{
 		Query: *p.Query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
@@ -716,8 +760,8 @@ func (op *twsOp) run(params *graphql.RawParams) {
 	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
 		if ready, onReady, ok := graph.StreamReadiness(ctx); ok {
 			op.ctx, op.responses, op.ready = ctx, responses, ready
+			op.handedOver.Store(true) // from now on stop kicks it to notice the end
 			onReady(op.kick)
-			context.AfterFunc(op.ctx, op.kick) // to notice the end while idle
 			op.kick()
 			return
 		}
@@ -732,6 +776,16 @@ func (op *twsOp) run(params *graphql.RawParams) {
 		}
 	}
 	op.finish()
+}
+
+// stop cancels the operation. One driven by its stream's readiness is
+// kicked, so that a goroutine notices while it is idle; before that, run's
+// own first kick notices.
+func (op *twsOp) stop() {
+	op.cancel()
+	if op.handedOver.Load() {
+		op.kick()
+	}
 }
 
 func (op *twsOp) setErr(err *gqlerror.Error) {
@@ -808,11 +862,58 @@ func (op *twsOp) finish() {
 
 func (op *twsOp) release() {
 	op.c.mu.Lock()
-	if op.c.ops != nil && op.c.ops[op.id] == op {
-		delete(op.c.ops, op.id)
-	}
+	op.c.ops.remove(op)
 	op.c.mu.Unlock()
 	op.cancel()
+}
+
+// opSet is a connection's running operations by id. A connection nearly
+// always has none or one, so the first is held inline, not in a map.
+type opSet struct {
+	first  *twsOp
+	more   map[string]*twsOp
+	closed bool // the connection is closing: no more operations
+}
+
+func (s *opSet) get(id string) *twsOp {
+	if s.first != nil && s.first.id == id {
+		return s.first
+	}
+	return s.more[id]
+}
+
+func (s *opSet) add(op *twsOp) {
+	if s.first == nil {
+		s.first = op
+		return
+	}
+	if s.more == nil {
+		s.more = map[string]*twsOp{}
+	}
+	s.more[op.id] = op
+}
+
+func (s *opSet) remove(op *twsOp) {
+	if s.first == op {
+		s.first = nil
+		return
+	}
+	if s.more[op.id] == op {
+		delete(s.more, op.id)
+	}
+}
+
+// close empties the set for good and returns what it held.
+func (s *opSet) close() []*twsOp {
+	var ops []*twsOp
+	if s.first != nil {
+		ops = append(ops, s.first)
+	}
+	for _, op := range s.more {
+		ops = append(ops, op)
+	}
+	s.first, s.more, s.closed = nil, nil, true
+	return ops
 }
 
 // authenticate checks a connection_init payload; on failure it returns the
