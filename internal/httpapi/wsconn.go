@@ -82,11 +82,16 @@ type twsConn struct {
 	fr      frameReader // the goroutine's reader, or the poller's assembler (fr.asm)
 	poll    *wsPoll     // nil: a goroutine reads (set before anything runs)
 
-	// ctx ends when the connection does; opCtx (set at connection_init)
-	// carries the viewer.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	opCtx  context.Context
+	// base holds the upgrade request's values (connContext); it never
+	// ends, so that the database queries of connection_init and of
+	// operations do not leave maps of children and channels behind in a
+	// context as long-lived as the connection. opCtx (set at
+	// connection_init) adds the viewer. ended is set once the connection
+	// is closing; its operations are stopped then (endOps).
+	base       context.Context
+	opCtx      context.Context
+	ended      atomic.Bool
+	initCancel context.CancelFunc // aborts an authentication in progress
 
 	// wsem serialises frame writes; a channel so that the close handshake
 	// can give up on a write that never ends.
@@ -135,10 +140,9 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 	if base == nil {
 		base = context.Background()
 	}
-	ctx, cancel := context.WithCancelCause(connContext(r.Context()))
 	c := &twsConn{
 		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{asm: msgAssembler{limit: wsReadLimit}},
-		ctx: ctx, cancel: cancel, wsem: make(chan struct{}, 1),
+		base: connContext(r.Context()), wsem: make(chan struct{}, 1),
 		closed: t.metrics.WSOpened(),
 	}
 	c.poll = t.newPoll(nc, early) // wspoll.go; nil: not pollable
@@ -298,7 +302,7 @@ func (c *twsConn) finish() {
 	if stopWatch != nil {
 		stopWatch()
 	}
-	c.endOps(context.Canceled)
+	c.endOps()
 	if c.poll != nil {
 		c.poll.close() // before the socket: its descriptor must not be reused under the poller
 	}
@@ -401,7 +405,23 @@ func (c *twsConn) connectionInit(payload json.RawMessage) {
 			return
 		}
 	}
-	ctx, code, reason, err := c.t.authenticate(c.ctx, p)
+	// Its own context, cancelled when it is done (and, by endOps, if the
+	// connection closes first): nothing of it stays in a long-lived one.
+	actx, cancel := context.WithCancel(c.base)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		cancel()
+		return
+	}
+	c.initCancel = cancel
+	c.mu.Unlock()
+	ctx, code, reason, err := c.t.authenticate(actx, p)
+	c.mu.Lock()
+	c.initCancel = nil
+	c.mu.Unlock()
+	cancel()
+	ctx = context.WithoutCancel(ctx)
 	if err != nil {
 		c.closeWith(code, reason)
 		return
@@ -467,24 +487,27 @@ func (c *twsConn) beginClose() bool {
 	if !c.wsState.beginClose(c.stopTimersLocked) {
 		return false
 	}
-	c.endOps(errConnClosing)
+	c.endOps()
 	return true
 }
 
-// endOps ends the connection's context and stops its operations, whose
-// contexts are not its children: a child would cost each connection a
-// map of children in its context, for the one operation it usually has.
-func (c *twsConn) endOps(cause error) {
-	c.cancel(cause)
+// endOps marks the connection as ending and stops its operations and an
+// authentication in progress. Their contexts are not children of a
+// connection context (see base).
+func (c *twsConn) endOps() {
+	c.ended.Store(true)
 	c.mu.Lock()
 	ops := c.ops.close()
+	cancelInit := c.initCancel
+	c.initCancel = nil
 	c.mu.Unlock()
+	if cancelInit != nil {
+		cancelInit()
+	}
 	for _, op := range ops {
 		op.stop()
 	}
 }
-
-var errConnClosing = errors.New("websocket closing")
 
 // closeWith starts the close handshake in the background: the close frame
 // gets closeGrace to be written (behind a blocked write), then the peer
@@ -698,8 +721,9 @@ func (c *twsConn) subscribe(m twsMessage) {
 		return
 	}
 	id := *m.ID
-	// Not a child of the connection's context (see endOps).
-	ctx, cancel := context.WithCancel(context.WithoutCancel(c.opCtx))
+	// Not a child of a connection context (see base): cancelled by the
+	// connection's endOps.
+	ctx, cancel := context.WithCancel(c.opCtx)
 	op := &twsOp{c: c, id: id, ctx: ctx, cancel: cancel}
 	c.mu.Lock()
 	if c.ops.closed { // closing meanwhile
@@ -850,7 +874,7 @@ func (op *twsOp) finish() {
 	err := op.err
 	op.mu.Unlock()
 	switch {
-	case op.c.ctx.Err() != nil:
+	case op.c.ended.Load():
 		// The connection is closing: its close frame says it all.
 	case err != nil:
 		op.c.sendError(op.id, gqlerror.List{err})
