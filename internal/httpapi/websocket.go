@@ -68,6 +68,11 @@ type webSocket struct {
 	// WebSocket matters to the extensions that look.
 	opHeaders http.Header
 	hijacked  *Hijacked
+	watches   streamWatches // wswatch.go
+
+	// queries interns operation texts (internQuery).
+	qmu     sync.Mutex
+	queries map[string]string
 
 	mu      sync.Mutex
 	perUser map[string]int
@@ -94,6 +99,26 @@ func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base tr
 		}
 	}
 	return t
+}
+
+// internQuery returns q, or an equal string kept from an earlier
+// operation: a subscription's operation context keeps its query text for
+// as long as it runs, and thousands of subscribers send the same one. The
+// table is bounded; when full it starts over.
+func (t *webSocket) internQuery(q string) string {
+	if len(q) > 8<<10 {
+		return q
+	}
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	if s, ok := t.queries[q]; ok {
+		return s
+	}
+	if t.queries == nil || len(t.queries) >= 1024 {
+		t.queries = make(map[string]string)
+	}
+	t.queries[q] = q
+	return q
 }
 
 func (t *webSocket) Supports(r *http.Request) bool { return t.base.Supports(r) }

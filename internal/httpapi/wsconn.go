@@ -106,8 +106,11 @@ type twsConn struct {
 	pingTimer *time.Timer
 	pongDue   bool
 	closed    func(how string)
-	stopWatch func() bool
-	finished  bool
+	// The connection's place in the list of its streams context
+	// (wswatch.go), under the transport's watches.mu.
+	watch                *streamWatch
+	watchPrev, watchNext *twsConn
+	finished             bool
 }
 
 // serveTransportWS upgrades r and serves graphql-transport-ws on a
@@ -157,14 +160,8 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 	if t.initTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
 	}
-	c.stopWatch = context.AfterFunc(base, func() {
-		if shuttingDown(base) {
-			c.closeWith(CloseServiceRestart, reasonRestart)
-		} else {
-			c.closeWith(closeGoingAway, "server stopped")
-		}
-	})
 	c.mu.Unlock()
+	t.watches.add(base, c) // closed when the server's streams end
 	if c.poll != nil {
 		c.startPoll() // reads what is there already, then waits for readiness
 		return
@@ -297,11 +294,8 @@ func (c *twsConn) finish() {
 	// closing too: a connection_init being handled by a polled reader
 	// right now must not take a per-user slot that nobody would release.
 	c.finished, c.closing = true, true
-	stopWatch := c.stopWatch
 	c.mu.Unlock()
-	if stopWatch != nil {
-		stopWatch()
-	}
+	c.t.watches.remove(c)
 	c.endOps()
 	if c.poll != nil {
 		c.poll.close() // before the socket: its descriptor must not be reused under the poller
@@ -721,6 +715,7 @@ func (c *twsConn) subscribe(m twsMessage) {
 		return
 	}
 	id := *m.ID
+	query := c.t.internQuery(*p.Query)
 	// Not a child of a connection context (see base): cancelled by the
 	// connection's endOps.
 	ctx, cancel := context.WithCancel(c.opCtx)
@@ -740,7 +735,7 @@ func (c *twsConn) subscribe(m twsMessage) {
 	c.ops.add(op)
 	c.mu.Unlock()
 	params := &graphql.RawParams{
-		Query: *p.Query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
+		Query: query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
 		Headers: c.t.opHeaders, ReadTime: graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()},
 	}
 	go op.run(params)
