@@ -34,7 +34,7 @@ type wsPoll struct {
 const (
 	// readBufferSize is the pooled buffer a read goes into: client messages
 	// are small; a bigger frame gets a buffer of its own.
-	readBufferSize = 4 << 10
+	readBufferSize = 1 << 10
 )
 
 // readBuffer returns a buffer for a polled connection's reads, shared by
