@@ -148,7 +148,7 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 		base: connContext(r.Context()), wsem: make(chan struct{}, 1),
 		closed: t.metrics.WSOpened(),
 	}
-	c.poll = t.newPoll(nc, early) // wspoll.go; nil: not pollable
+	c.poll = t.newPoll(c, nc, early) // wspoll.go; nil: not pollable
 	if c.poll == nil {
 		c.fr.r = nc
 		if len(early) > 0 {

@@ -3,10 +3,8 @@
 package httpapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -22,6 +20,7 @@ import (
 // asks for the next report. Only that goroutine touches the fields below
 // reading.
 type wsPoll struct {
+	c       *twsConn
 	rc      syscall.RawConn
 	reading atomic.Bool // a goroutine is reading (one at a time)
 
@@ -47,9 +46,11 @@ func (t *webSocket) readBuffer() *[]byte {
 	return &b
 }
 
-// newPoll prepares c's socket for the poller, or returns nil if it is not
-// a plain TCP socket (or there is no poller): then a goroutine reads.
-func (t *webSocket) newPoll(nc net.Conn, early []byte) *wsPoll {
+// newPoll registers c's socket with the poller, or returns nil if it is
+// not a plain TCP socket or the poller refuses it: then a goroutine reads.
+// It runs before anything else can touch c, so c.poll never changes. The
+// first read is startPoll's: a report that comes before waits for it.
+func (t *webSocket) newPoll(c *twsConn, nc net.Conn, early []byte) *wsPoll {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok || t.poller == nil {
 		return nil
@@ -58,38 +59,26 @@ func (t *webSocket) newPoll(nc net.Conn, early []byte) *wsPoll {
 	if err != nil {
 		return nil
 	}
-	return &wsPoll{rc: rc, pending: early, need: len(early)}
-}
-
-// startPoll registers the socket and reads what is there already (the
-// client's first frames may have come with the upgrade request). If the
-// poller refuses the socket, a goroutine serves the connection after all.
-func (c *twsConn) startPoll() {
-	p := c.poll
-	p.reading.Store(true) // a report that comes at once waits for this read
-	desc, err := c.t.poller.Register(p.rc, c.readable)
-	if err != nil {
-		c.t.log.Warn("websocket: poller refused the socket; reading on a goroutine", "err", err)
-		c.mu.Lock()
-		c.poll = nil
-		c.mu.Unlock()
-		c.fr.r = c.nc
-		if len(p.pending) > 0 {
-			c.fr.r = io.MultiReader(bytes.NewReader(p.pending), c.nc)
-		}
-		go c.serve()
-		return
+	p := &wsPoll{c: c, rc: rc, pending: early, need: len(early)}
+	p.reading.Store(true)
+	if p.desc, err = t.poller.Register(rc, p.readable); err != nil {
+		t.log.Warn("websocket: poller refused the socket; reading on a goroutine", "err", err)
+		return nil
 	}
-	p.desc = desc
-	c.readAndRearm()
+	return p
 }
 
-// readable is the poller's callback.
-func (c *twsConn) readable() {
-	if !c.poll.reading.CompareAndSwap(false, true) {
+// startPoll reads what is there already (the client's first frames may
+// have come with the upgrade request), then waits for readiness.
+func (c *twsConn) startPoll() { c.readAndRearm() }
+
+// readable is the poller's callback. It may come before c.poll is set:
+// reading is set until startPoll's first read is done.
+func (p *wsPoll) readable() {
+	if !p.reading.CompareAndSwap(false, true) {
 		return // the reader that has it rearms when it is done
 	}
-	c.readAndRearm()
+	p.c.readAndRearm()
 }
 
 func (c *twsConn) readAndRearm() {
