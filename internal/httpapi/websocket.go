@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -59,7 +60,10 @@ type webSocket struct {
 	metrics      *metrics.Metrics
 
 	frames sync.Pool // *[]byte frame buffers (wsconn.go)
-	reads  sync.Pool // *[]byte read buffers of polled connections (wspoll.go)
+	// writeWatches: *writeWatch timers, shared by the connections' writes
+	// (an idle connection holds none).
+	writeWatches sync.Pool
+	reads        sync.Pool // *[]byte read buffers of polled connections (wspoll.go)
 	// poller reports readable graphql-transport-ws sockets (wspoll.go); nil:
 	// a goroutine per connection reads.
 	poller *netpoll.Poller
@@ -99,6 +103,44 @@ func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base tr
 		}
 	}
 	return t
+}
+
+// writeWatch closes a connection whose write takes longer than the write
+// timeout. The timer is shared through a pool rather than kept by each
+// connection between writes (~130 bytes of every idle connection).
+type writeWatch struct {
+	timer *time.Timer
+	c     atomic.Pointer[twsConn]
+}
+
+func (w *writeWatch) fire() {
+	if c := w.c.Load(); c != nil {
+		c.writeTimedOut()
+	}
+}
+
+// writeWatch arms a timer for c's write.
+func (t *webSocket) writeWatch(c *twsConn, d time.Duration) *writeWatch {
+	w, _ := t.writeWatches.Get().(*writeWatch)
+	if w == nil {
+		w = &writeWatch{}
+		w.c.Store(c)
+		w.timer = time.AfterFunc(d, w.fire)
+		return w
+	}
+	w.c.Store(c)
+	w.timer.Reset(d)
+	return w
+}
+
+// writeDone disarms w once the write is over. Only a timer stopped before
+// it fired goes back to the pool: one that fired is c's, and may still be
+// running fire.
+func (t *webSocket) writeDone(w *writeWatch) {
+	if w.timer.Stop() {
+		w.c.Store(nil)
+		t.writeWatches.Put(w)
+	}
 }
 
 // internQuery returns q, or an equal string kept from an earlier

@@ -95,9 +95,8 @@ type twsConn struct {
 
 	// wsem serialises frame writes; a channel so that the close handshake
 	// can give up on a write that never ends.
-	wsem       chan struct{}
-	writeTimer *time.Timer // armed while a write is in progress
-	closeSent  bool        // under wsem
+	wsem      chan struct{}
+	closeSent bool // under wsem
 
 	acked     bool
 	initDone  bool
@@ -572,12 +571,8 @@ func (c *twsConn) write(frame []byte) bool {
 		return false
 	}
 	if d := c.t.writeTimeout; d > 0 {
-		if c.writeTimer == nil {
-			c.writeTimer = time.AfterFunc(d, c.writeTimedOut)
-		} else {
-			c.writeTimer.Reset(d)
-		}
-		defer c.writeTimer.Stop()
+		w := c.t.writeWatch(c, d)
+		defer c.t.writeDone(w)
 	}
 	_, err := c.nc.Write(frame)
 	return err == nil
