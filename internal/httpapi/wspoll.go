@@ -26,7 +26,7 @@ type wsPoll struct {
 
 	desc       *netpoll.Desc // set before the first read; closed by twsConn.finish
 	pending    []byte        // the start of a frame that has not arrived whole
-	need       int           // the length of that frame, as far as known
+	need       int           // the length of that frame, as far as known (buffers grow to it)
 	discarding bool          // after a framing violation, until the peer closes
 }
 
@@ -118,8 +118,10 @@ func (c *twsConn) readSocket() bool {
 		return false
 	}
 	for {
-		if cap(buf)-len(buf) < 512 || p.need > cap(buf) {
-			nb := make([]byte, len(buf), max(p.need, len(buf)+readBufferSize))
+		if cap(buf)-len(buf) < 512 {
+			// Doubling up to the frame's length: a peer that announces a
+			// big frame and sends little of it gets little memory.
+			nb := make([]byte, len(buf), max(len(buf)+readBufferSize, min(p.need, 2*cap(buf))))
 			copy(nb, buf)
 			buf, own = nb, true
 		}
@@ -133,11 +135,11 @@ func (c *twsConn) readSocket() bool {
 		case errors.Is(err, syscall.EAGAIN):
 			switch {
 			case len(buf) == 0:
-			case own && p.need > readBufferSize && cap(buf) >= p.need:
-				p.pending = buf // a big frame's own buffer
+			case own && cap(buf) > readBufferSize:
+				p.pending = buf // its own buffer, at most about twice what came
 			default:
 				// Only the partial frame stays with the connection.
-				p.pending = append(make([]byte, 0, max(len(buf), p.need)), buf...)
+				p.pending = append([]byte(nil), buf...)
 			}
 			return true
 		default: // the peer closed (n == 0), a reset, or we closed it
