@@ -1191,3 +1191,40 @@ func TestSubGoroutineLeak(t *testing.T) {
 	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
 	t.Fatalf("goroutines: baseline %d, peak %d, still %d 2s after closing every client\n%s", baseline, peak, now, buf.String())
 }
+
+// A resync that tells idle subscribers of a sequence they have (after a
+// restart the hub has seen nothing, so it rings every watched
+// conversation) leaves no goroutine behind: one waiting in each stream
+// until the conversation's next message is what a connection no longer
+// costs.
+func TestSubResyncLeavesNoGoroutine(t *testing.T) {
+	const conns = 20
+	s := apptest.Start(t)
+	other := apptest.StartReplica(t, s.DatabaseURL(), nil) // no broker between them
+	alice, bob := subRegister(t, s, "alice"), subRegister(t, s, "bob")
+	conv := s.CreateConversation(alice, nil, bob)
+	other.Send(alice, conv, "unseen by s's hub")
+
+	var clients []*apptest.Client
+	for range conns {
+		c := s.ConnectAs(bob)
+		c.Subscribe("m", subMessageEventsQ, subVars(conv, nil)) // live from the stored sequence
+		clients = append(clients, c)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	baseline := apptest.SettledGoroutines()
+	s.App.Hub.RequestResync()
+	time.Sleep(300 * time.Millisecond)
+	if now := apptest.SettledGoroutines(); now > baseline+5 {
+		var buf strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		t.Fatalf("goroutines: %d before the resync, %d after\n%s", baseline, now, buf.String())
+	}
+	// And every subscription still delivers.
+	s.Send(alice, conv, "after the resync")
+	for _, c := range clients {
+		if ev := subNextMsg(t, c, "m"); ev.Message.Body != "after the resync" {
+			t.Fatalf("got %q", ev.Message.Body)
+		}
+	}
+}

@@ -190,7 +190,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxComplexity: cfg.MaxComplexity, MaxDepth: cfg.MaxDepth,
 		DefaultPage:   limits.DefaultPageSize,
 		WSInitTimeout: cfg.WSInitTimeout, WSPingInterval: cfg.WSPingInterval, Hijacked: a.Hijacked,
-		WSWriteTimeout: cfg.WSWriteTimeout, WSMaxConnsPerUser: cfg.WSMaxConnsPerUser, AllowedOrigins: cfg.AllowedOrigins,
+		WSGoroutinePerConn: !cfg.WSPoll,
+		WSWriteTimeout:     cfg.WSWriteTimeout, WSMaxConnsPerUser: cfg.WSMaxConnsPerUser, AllowedOrigins: cfg.AllowedOrigins,
 		MaxAliases: cfg.MaxAliases, MaxFields: cfg.MaxFields, MaxTokens: cfg.MaxTokens, DisableIntrospection: !cfg.Introspection, APQCache: apq,
 		Limits: httpapi.RateLimits{
 			Limiter: limiter, Mutations: cfg.RateMutations, Connections: cfg.RateConnections, Auth: cfg.RateAuth, Logger: log, Metrics: m,

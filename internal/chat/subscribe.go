@@ -109,13 +109,32 @@ type eventStream struct {
 	filling   bool
 	fillUntil int64
 	held      *MessageEventItem
-	done      bool
+	// popped: a delivery Ready took from the hub for Next to handle.
+	popped *events.Delivery
+	done   bool
 }
 
 func (st *eventStream) Close() { st.sub.Close() }
 
+// Ready drops deliveries that would give nothing (a sequence already handed
+// out, which a resync rings every subscriber with after a restart): a
+// transport that took its word would park a goroutine in Next, for every
+// idle subscription, until the conversation's next event.
 func (st *eventStream) Ready() bool {
-	return st.head < len(st.pending) || st.done || st.filling || st.sub.Ready()
+	for st.popped == nil && st.head == len(st.pending) && !st.done && !st.filling {
+		if st.sub.IsLagged() {
+			return true
+		}
+		d, ok := st.sub.Pop()
+		if !ok {
+			return false
+		}
+		if d.Kind != events.KindConversation && d.Seq <= st.last {
+			continue // what take would drop
+		}
+		st.popped = d
+	}
+	return true
 }
 
 func (st *eventStream) OnReady(f func()) { st.sub.OnReady(f) }
@@ -150,6 +169,11 @@ func (st *eventStream) Next(ctx context.Context) (MessageEventItem, bool) {
 		if st.sub.IsLagged() {
 			st.done = true
 			return MessageEventItem{Err: &Error{Kind: ErrLagged, Msg: "subscriber fell behind; resubscribe with `after` set to the last cursor received"}}, true
+		}
+		if d := st.popped; d != nil {
+			st.popped = nil
+			st.take(ctx, d)
+			continue
 		}
 		if d, ok := st.sub.Pop(); ok {
 			st.take(ctx, d)

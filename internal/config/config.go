@@ -47,6 +47,7 @@ type Config struct {
 
 	WSWriteTimeout    time.Duration
 	WSMaxConnsPerUser int
+	WSPoll            bool     // graphql-transport-ws without a goroutine per connection (Linux)
 	AllowedOrigins    []string // cross origins allowed (CORS, WebSocket); "*" any
 
 	DBMaxOpenConns    int
@@ -99,6 +100,7 @@ var Vars = []Var{
 	{"WS_PING_INTERVAL", "25s", "keep-alive interval on WebSockets (ping / ka)"},
 	{"WS_WRITE_TIMEOUT", "10s", "a WebSocket write blocked this long (the client stopped reading) closes the socket with 1013; an SSE stream's ends the stream"},
 	{"WS_MAX_CONNECTIONS_PER_USER", "20", "open WebSockets per user (per replica); over it connection_init is answered by closing with 4429"},
+	{"WS_POLL", "true", "serve graphql-transport-ws connections without a goroutine each (Linux: epoll tells which sockets have something to read); `false`: one reading goroutine per connection, as on other platforms"},
 	{"SHUTDOWN_TIMEOUT", "15s", "how long SIGTERM waits for in-flight requests"},
 	{"SHUTDOWN_DELAY", "0s", "on SIGTERM, how long /readyz fails while everything else still serves, before the listener closes (give load balancers time to notice)"},
 	{"DB_MAX_OPEN_CONNS", "16", "database connection pool size (per replica)"},
@@ -219,6 +221,12 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		} else {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
+	}
+	switch v := get("WS_POLL", "true"); v {
+	case "true", "false":
+		c.WSPoll = v == "true"
+	default:
+		errs = append(errs, "WS_POLL: want true or false")
 	}
 	switch v := get("INTROSPECTION", "true"); v {
 	case "true", "false":

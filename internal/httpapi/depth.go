@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
@@ -58,4 +60,35 @@ func selectionDepth(set ast.SelectionSet, depth int, onPath map[string]bool) int
 		deepest = max(deepest, d)
 	}
 	return deepest
+}
+
+// complexityLimit is gqlgen's FixedComplexityLimit (same check, message
+// and code) without the statistics it records in every operation context:
+// nothing reads them, and a subscription's context lives as long as the
+// subscription (a map per idle subscription, BENCHMARKS.md).
+type complexityLimit struct {
+	max int
+	es  graphql.ExecutableSchema
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = (*complexityLimit)(nil)
+
+func (*complexityLimit) ExtensionName() string { return "ComplexityLimit" }
+
+func (c *complexityLimit) Validate(es graphql.ExecutableSchema) error {
+	c.es = es
+	return nil
+}
+
+func (c *complexityLimit) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	op := oc.Doc.Operations.ForName(oc.OperationName)
+	if n := complexity.Calculate(ctx, c.es, op, oc.Variables); n > c.max {
+		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", n, c.max)
+		errcode.Set(err, "COMPLEXITY_LIMIT_EXCEEDED")
+		return err
+	}
+	return nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -50,6 +49,10 @@ type GraphQLOptions struct {
 	// Hijacked counts open graphql-transport-ws connections, for a
 	// shutdown to wait on; nil counts nothing.
 	Hijacked *Hijacked
+	// WSGoroutinePerConn serves each graphql-transport-ws connection with a
+	// reading goroutine of its own instead of the poller (as on platforms
+	// without one): an escape hatch, and the path the tests compare.
+	WSGoroutinePerConn bool
 }
 
 // NewGraphQL builds the gqlgen server with explicit transports. SSE comes
@@ -77,7 +80,7 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	srv.Use(newPersistedQueries(opt.APQCache))
 	useOperationLimits(srv, svc, opt) // query cache, tokens, fields, aliases, introspection… (limits.go)
 	srv.Use(depthLimit{max: opt.MaxDepth})
-	srv.Use(extension.FixedComplexityLimit(opt.MaxComplexity))
+	srv.Use(&complexityLimit{max: opt.MaxComplexity}) // depth.go
 	srv.SetErrorPresenter(graph.ErrorPresenter(log))
 	srv.SetRecoverFunc(graph.Recover(log))
 	srv.AroundOperations(graph.StreamEnds) // a stream's last error, from the reading goroutine

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/netpoll"
 
 	"github.com/parley-chat/parley/internal/auth"
 )
@@ -59,11 +61,23 @@ type webSocket struct {
 
 	frames            sync.Pool // *[]byte frame buffers (wsconn.go)
 	nonBlockingWrites sync.Pool // trywrite_unix.go
+	// writeWatches: *writeWatch timers, shared by the connections' writes
+	// (an idle connection holds none).
+	writeWatches sync.Pool
+	reads        sync.Pool // *[]byte read buffers of polled connections (wspoll.go)
+	// poller reports readable graphql-transport-ws sockets (wspoll.go); nil:
+	// a goroutine per connection reads.
+	poller *netpoll.Poller
 	// opHeaders are the request headers every graphql-transport-ws
 	// operation sees (read-only, shared): only that it came over a
 	// WebSocket matters to the extensions that look.
 	opHeaders http.Header
 	hijacked  *Hijacked
+	watches   streamWatches // wswatch.go
+
+	// queries interns operation texts (internQuery).
+	qmu     sync.Mutex
+	queries map[string]string
 
 	mu      sync.Mutex
 	perUser map[string]int
@@ -84,7 +98,70 @@ func newWebSocket(log *slog.Logger, opt GraphQLOptions, check initCheck, base tr
 	if t.log == nil {
 		t.log = slog.Default()
 	}
+	if !opt.WSGoroutinePerConn {
+		if p, err := netpoll.New(); err == nil {
+			t.poller = p
+		}
+	}
 	return t
+}
+
+// writeWatch closes a connection whose write takes longer than the write
+// timeout. The timer is shared through a pool rather than kept by each
+// connection between writes (~130 bytes of every idle connection).
+type writeWatch struct {
+	timer *time.Timer
+	c     atomic.Pointer[twsConn]
+}
+
+func (w *writeWatch) fire() {
+	if c := w.c.Load(); c != nil {
+		c.writeTimedOut()
+	}
+}
+
+// writeWatch arms a timer for c's write.
+func (t *webSocket) writeWatch(c *twsConn, d time.Duration) *writeWatch {
+	w, _ := t.writeWatches.Get().(*writeWatch)
+	if w == nil {
+		w = &writeWatch{}
+		w.c.Store(c)
+		w.timer = time.AfterFunc(d, w.fire)
+		return w
+	}
+	w.c.Store(c)
+	w.timer.Reset(d)
+	return w
+}
+
+// writeDone disarms w once the write is over. Only a timer stopped before
+// it fired goes back to the pool: one that fired is c's, and may still be
+// running fire.
+func (t *webSocket) writeDone(w *writeWatch) {
+	if w.timer.Stop() {
+		w.c.Store(nil)
+		t.writeWatches.Put(w)
+	}
+}
+
+// internQuery returns q, or an equal string kept from an earlier
+// operation: a subscription's operation context keeps its query text for
+// as long as it runs, and thousands of subscribers send the same one. The
+// table is bounded; when full it starts over.
+func (t *webSocket) internQuery(q string) string {
+	if len(q) > 8<<10 {
+		return q
+	}
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	if s, ok := t.queries[q]; ok {
+		return s
+	}
+	if t.queries == nil || len(t.queries) >= 1024 {
+		t.queries = make(map[string]string)
+	}
+	t.queries[q] = q
+	return q
 }
 
 func (t *webSocket) Supports(r *http.Request) bool { return t.base.Supports(r) }

@@ -20,6 +20,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/parley-chat/parley/graph"
 	"github.com/parley-chat/parley/internal/auth"
@@ -29,9 +31,14 @@ import (
 // transport: what a connection costs when idle and what an event costs
 // per subscriber are what fan-out is made of (BENCHMARKS.md).
 //
-//   - One goroutine per connection, reading, with a shallow stack and no
-//     buffer of its own between messages; operations run on goroutines of
-//     their own, which end with them.
+//   - No goroutine per idle connection: on Linux, a poller (internal/netpoll)
+//     reports a socket with something to read, and a goroutine reads what
+//     is there, handles it and ends (wspoll.go); between reads a connection
+//     keeps only the bytes of a partial frame. Elsewhere, and for a
+//     connection that is not a plain TCP socket, one goroutine per
+//     connection reads, with a shallow stack and no buffer of its own
+//     between messages. Operations run on goroutines of their own, which
+//     end with them.
 //   - A subscription whose stream can say when it has something
 //     (graph.StreamReadiness) has no goroutine while idle: the hub's
 //     callback starts one that writes what is ready and ends.
@@ -74,27 +81,37 @@ type twsConn struct {
 	exec    graphql.GraphExecutor
 	nc      net.Conn
 	raw     syscall.RawConn // nc's, for writes that must not block; nil for TLS
-	fr      frameReader
+	fr      frameReader     // the goroutine's reader, or the poller's assembler (fr.asm)
+	poll    *wsPoll         // nil: a goroutine reads (set before anything runs)
 
-	// ctx ends when the connection does; opCtx (set at connection_init)
-	// carries the viewer.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	opCtx  context.Context
+	// base holds the upgrade request's values (connContext); it never
+	// ends, so that the database queries of connection_init and of
+	// operations do not leave maps of children and channels behind in a
+	// context as long-lived as the connection. opCtx (set at
+	// connection_init) adds the viewer. ended is set once the connection
+	// is closing; its operations are stopped then (endOps).
+	base       context.Context
+	opCtx      context.Context
+	ended      atomic.Bool
+	initCancel context.CancelFunc // aborts an authentication in progress
 
 	// wsem serialises frame writes; a channel so that the close handshake
 	// can give up on a write that never ends.
-	wsem       chan struct{}
-	writeTimer *time.Timer // armed while a write is in progress
-	closeSent  bool        // under wsem
+	wsem      chan struct{}
+	closeSent bool // under wsem
 
 	acked     bool
 	initDone  bool
-	ops       map[string]*twsOp
+	ops       opSet
 	initTimer *time.Timer
 	pingTimer *time.Timer
 	pongDue   bool
 	closed    func(how string)
+	// The connection's place in the list of its streams context
+	// (wswatch.go), under the transport's watches.mu.
+	watch                *streamWatch
+	watchPrev, watchNext *twsConn
+	finished             bool
 }
 
 // serveTransportWS upgrades r and serves graphql-transport-ws on a
@@ -115,64 +132,114 @@ func (t *webSocket) serveTransportWS(w http.ResponseWriter, r *http.Request, exe
 		t.log.Error("websocket hijack", "err", err)
 		return
 	}
-	var r0 io.Reader = nc
+	// The client may have written before it saw the 101 (pipelining): those
+	// bytes are in net/http's reader, which is dropped after this.
+	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
-		// The client wrote before it saw the 101 (pipelining).
-		early, _ := brw.Reader.Peek(n)
-		r0 = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		b, _ := brw.Reader.Peek(n)
+		early = bytes.Clone(b)
 	}
+	brw = nil
 	base, _ := r.Context().Value(streamsBaseKey{}).(context.Context)
 	if base == nil {
 		base = context.Background()
 	}
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	c := &twsConn{
-		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{r: r0, limit: wsReadLimit},
-		ctx: ctx, cancel: cancel, wsem: make(chan struct{}, 1),
-		ops: map[string]*twsOp{}, closed: t.metrics.WSOpened(),
+		wsState: wsState{t: t}, exec: exec, nc: nc, fr: frameReader{asm: msgAssembler{limit: wsReadLimit}},
+		base: connContext(r.Context()), wsem: make(chan struct{}, 1),
+		closed: t.metrics.WSOpened(),
 	}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
-	if t.initTimeout > 0 {
-		c.mu.Lock()
-		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
-		c.mu.Unlock()
+	c.poll = t.newPoll(c, nc, early) // wspoll.go; nil: not pollable
+	if c.poll == nil {
+		c.fr.r = nc
+		if len(early) > 0 {
+			c.fr.r = io.MultiReader(bytes.NewReader(early), nc)
+		}
 	}
 	t.hijacked.add()
-	stopWatch := context.AfterFunc(base, func() {
-		if shuttingDown(base) {
-			c.closeWith(CloseServiceRestart, reasonRestart)
-		} else {
-			c.closeWith(closeGoingAway, "server stopped")
-		}
-	})
-	go c.serve(stopWatch)
+	c.mu.Lock()
+	if t.initTimeout > 0 {
+		c.initTimer = time.AfterFunc(t.initTimeout, c.initTimedOut)
+	}
+	c.mu.Unlock()
+	t.watches.add(base, c) // closed when the server's streams end
+	if c.poll != nil {
+		c.startPoll() // reads what is there already, then waits for readiness
+		return
+	}
+	go c.serve()
 }
 
-func (c *twsConn) serve(stopWatch func() bool) {
+// serve is the connection's goroutine when it is not polled.
+// connContext is a connection's context: the values of the upgrade
+// request that its operations use (request ID and client IP for logs and
+// limits, a viewer from an Authorization header, the trace parent and
+// baggage), without the request's own contexts and middleware state, which
+// would otherwise live as long as the connection (BENCHMARKS.md). A new
+// request-scoped value that operations need must be added here.
+func connContext(r context.Context) context.Context {
+	ctx := context.Background()
+	if id := RequestID(r); id != "" {
+		ctx = context.WithValue(ctx, requestIDKey{}, id)
+	}
+	if ip := clientIP(r); ip != "" {
+		ctx = context.WithValue(ctx, clientIPKey{}, ip)
+	}
+	if v := auth.Viewer(r); v != "" {
+		ctx = auth.WithViewer(ctx, v)
+	}
+	if sc := trace.SpanContextFromContext(r); sc.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	if b := baggage.FromContext(r); b.Len() > 0 {
+		ctx = baggage.ContextWithBaggage(ctx, b)
+	}
+	return ctx
+}
+
+func (c *twsConn) serve() {
 	defer func() {
 		if p := recover(); p != nil {
 			c.t.log.Error("websocket: panic", "panic", fmt.Sprint(p))
 		}
-		stopWatch()
 		c.finish()
 	}()
 	for {
-		_, msg, err := c.fr.readMessage(c.control)
+		op, msg, err := c.fr.readMessage(c.control)
+		if err == nil {
+			err = c.message(op, msg)
+		}
 		if err != nil {
 			c.readFailed(err)
 			return
 		}
-		c.mu.Lock()
-		c.pongDue = false // any message proves the peer alive
-		closing := c.closing
-		c.mu.Unlock()
-		if closing {
-			continue // waiting for the peer's close frame
-		}
+	}
+}
+
+// message handles one data message from the client.
+func (c *twsConn) message(_ byte, msg []byte) error {
+	c.mu.Lock()
+	c.pongDue = false // any message proves the peer alive
+	closing := c.closing
+	c.mu.Unlock()
+	if !closing { // else waiting for the peer's close frame
 		c.handle(msg)
 	}
+	return nil
+}
+
+// closeNow drops the connection without a handshake. A goroutine-served
+// connection then ends in its reader (which sees the socket closed); a
+// polled one has no reader to notice, so it ends here.
+func (c *twsConn) closeNow() error {
+	if c.poll == nil {
+		return c.nc.Close()
+	}
+	c.finish()
+	return nil
 }
 
 // control handles a control frame read between messages.
@@ -221,15 +288,27 @@ func (c *twsConn) discardUntilClosed() {
 	_, _ = io.Copy(io.Discard, c.fr.r)
 }
 
-// finish releases everything once the connection is over.
+// finish releases everything once the connection is over; it runs once.
 func (c *twsConn) finish() {
-	c.cancel(context.Canceled)
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	// closing too: a connection_init being handled by a polled reader
+	// right now must not take a per-user slot that nobody would release.
+	c.finished, c.closing = true, true
+	c.mu.Unlock()
+	c.t.watches.remove(c)
+	c.endOps()
+	if c.poll != nil {
+		c.poll.close() // before the socket: its descriptor must not be reused under the poller
+	}
 	_ = c.nc.Close()
 	c.mu.Lock()
 	c.stopTimersLocked()
 	user, how := c.user, c.closedHow
 	c.user = ""
-	c.ops = nil
 	c.mu.Unlock()
 	if user != "" {
 		c.t.releaseUser(user)
@@ -244,6 +323,7 @@ func (c *twsConn) finish() {
 func (c *twsConn) stopTimersLocked() {
 	if c.initTimer != nil {
 		c.initTimer.Stop()
+		c.initTimer = nil
 	}
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
@@ -281,13 +361,13 @@ func (c *twsConn) handle(raw []byte) {
 			return
 		}
 		c.mu.Lock()
-		op := c.ops[*m.ID]
+		op := c.ops.get(*m.ID)
 		c.mu.Unlock()
 		if op != nil {
 			// Answered with a "complete" once the operation has stopped
 			// (as gqlgen's transport does), never with another "next".
 			op.completedByClient.Store(true)
-			op.cancel()
+			op.stop()
 		}
 	default:
 		c.closeWith(closeBadRequest, fmt.Sprintf("Invalid message received: unexpected type %.40q", m.Type))
@@ -305,6 +385,7 @@ func (c *twsConn) connectionInit(payload json.RawMessage) {
 	c.initDone = true
 	if c.initTimer != nil {
 		c.initTimer.Stop()
+		c.initTimer = nil // an idle connection keeps no timer it will not use
 	}
 	closing := c.closing
 	c.mu.Unlock()
@@ -322,7 +403,23 @@ func (c *twsConn) connectionInit(payload json.RawMessage) {
 			return
 		}
 	}
-	ctx, code, reason, err := c.t.authenticate(c.ctx, p)
+	// Its own context, cancelled when it is done (and, by endOps, if the
+	// connection closes first): nothing of it stays in a long-lived one.
+	actx, cancel := context.WithCancel(c.base)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		cancel()
+		return
+	}
+	c.initCancel = cancel
+	c.mu.Unlock()
+	ctx, code, reason, err := c.t.authenticate(actx, p)
+	c.mu.Lock()
+	c.initCancel = nil
+	c.mu.Unlock()
+	cancel()
+	ctx = context.WithoutCancel(ctx)
 	if err != nil {
 		c.closeWith(code, reason)
 		return
@@ -380,7 +477,7 @@ func (c *twsConn) pingTick() {
 	c.writeMessage("ping", "", nil)
 }
 
-func (c *twsConn) dropDeadPeer() { c.wsState.dropDeadPeer(c.beginClose, c.nc.Close) }
+func (c *twsConn) dropDeadPeer() { c.wsState.dropDeadPeer(c.beginClose, c.closeNow) }
 
 // beginClose reports whether the caller is the one to close (see
 // wsState.beginClose); the connection's operations end.
@@ -388,11 +485,27 @@ func (c *twsConn) beginClose() bool {
 	if !c.wsState.beginClose(c.stopTimersLocked) {
 		return false
 	}
-	c.cancel(errConnClosing)
+	c.endOps()
 	return true
 }
 
-var errConnClosing = errors.New("websocket closing")
+// endOps marks the connection as ending and stops its operations and an
+// authentication in progress. Their contexts are not children of a
+// connection context (see base).
+func (c *twsConn) endOps() {
+	c.ended.Store(true)
+	c.mu.Lock()
+	ops := c.ops.close()
+	cancelInit := c.initCancel
+	c.initCancel = nil
+	c.mu.Unlock()
+	if cancelInit != nil {
+		cancelInit()
+	}
+	for _, op := range ops {
+		op.stop()
+	}
+}
 
 // closeWith starts the close handshake in the background: the close frame
 // gets closeGrace to be written (behind a blocked write), then the peer
@@ -404,10 +517,10 @@ func (c *twsConn) closeWith(code int, reason string) {
 	c.setClosedHow(strconv.Itoa(code))
 	go func() {
 		if !c.writeClose(code, reason) {
-			_ = c.nc.Close()
+			_ = c.closeNow()
 			return
 		}
-		time.AfterFunc(closeGrace, func() { _ = c.nc.Close() })
+		time.AfterFunc(closeGrace, func() { _ = c.closeNow() })
 	}()
 }
 
@@ -472,12 +585,8 @@ func (c *twsConn) write(frame []byte) bool {
 		frame = frame[max(n, 0):]
 	}
 	if d := c.t.writeTimeout; d > 0 {
-		if c.writeTimer == nil {
-			c.writeTimer = time.AfterFunc(d, c.writeTimedOut)
-		} else {
-			c.writeTimer.Reset(d)
-		}
-		defer c.writeTimer.Stop()
+		w := c.t.writeWatch(c, d)
+		defer c.t.writeDone(w)
 	}
 	_, err := c.nc.Write(frame)
 	return err == nil
@@ -575,13 +684,14 @@ type twsOp struct {
 	cancel context.CancelFunc
 
 	// For a subscription driven without a goroutine of its own.
-	responses graphql.ResponseHandler
-	ready     func() bool
-	scheduled atomic.Bool // a goroutine owns the stream and is draining it
-	kicked    atomic.Bool // something may be ready since the owner last looked
-	finished  atomic.Bool
-	// ended is set once ctx is done: asked per delivery, and ctx.Err()
-	// walks the whole chain of values gqlgen and our middleware added.
+	responses  graphql.ResponseHandler
+	ready      func() bool
+	handedOver atomic.Bool // the stream's readiness callback drives it (set last)
+	scheduled  atomic.Bool // a goroutine owns the stream and is draining it
+	kicked     atomic.Bool // something may be ready since the owner last looked
+	finished   atomic.Bool
+	// ended is set by stop: asked per delivery, where ctx.Err() would walk
+	// the whole chain of values gqlgen and our middleware added.
 	ended atomic.Bool
 	// completedByClient: the client sent "complete".
 	completedByClient atomic.Bool
@@ -617,24 +727,27 @@ func (c *twsConn) subscribe(m twsMessage) {
 		return
 	}
 	id := *m.ID
+	query := c.t.internQuery(*p.Query)
+	// Not a child of a connection context (see base): cancelled by the
+	// connection's endOps.
 	ctx, cancel := context.WithCancel(c.opCtx)
 	op := &twsOp{c: c, id: id, ctx: ctx, cancel: cancel}
 	c.mu.Lock()
-	if c.ops == nil { // closed meanwhile
+	if c.ops.closed { // closing meanwhile
 		c.mu.Unlock()
 		cancel()
 		return
 	}
-	if _, dup := c.ops[id]; dup {
+	if c.ops.get(id) != nil {
 		c.mu.Unlock()
 		cancel()
 		c.closeWith(closeDuplicateOp, fmt.Sprintf("Subscriber for %.100s already exists", id))
 		return
 	}
-	c.ops[id] = op
+	c.ops.add(op)
 	c.mu.Unlock()
 	params := &graphql.RawParams{
-		Query: *p.Query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
+		Query: query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
 		Headers: c.t.opHeaders, ReadTime: graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()},
 	}
 	go op.run(params)
@@ -678,11 +791,8 @@ func (op *twsOp) run(params *graphql.RawParams) {
 	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
 		if ready, onReady, ok := graph.StreamReadiness(ctx); ok {
 			op.ctx, op.responses, op.ready = ctx, responses, ready
+			op.handedOver.Store(true) // from now on stop kicks it to notice the end
 			onReady(op.kick)
-			context.AfterFunc(op.ctx, func() { // to notice the end while idle
-				op.ended.Store(true)
-				op.kick()
-			})
 			op.kick()
 			return
 		}
@@ -697,6 +807,17 @@ func (op *twsOp) run(params *graphql.RawParams) {
 		}
 	}
 	op.finish()
+}
+
+// stop cancels the operation. One driven by its stream's readiness is
+// kicked, so that a goroutine notices while it is idle; before that, run's
+// own first kick notices.
+func (op *twsOp) stop() {
+	op.ended.Store(true)
+	op.cancel()
+	if op.handedOver.Load() {
+		op.kick()
+	}
 }
 
 func (op *twsOp) setErr(err *gqlerror.Error) {
@@ -762,7 +883,7 @@ func (op *twsOp) finish() {
 	err := op.err
 	op.mu.Unlock()
 	switch {
-	case op.c.ctx.Err() != nil:
+	case op.c.ended.Load():
 		// The connection is closing: its close frame says it all.
 	case err != nil:
 		op.c.sendError(op.id, gqlerror.List{err})
@@ -774,11 +895,58 @@ func (op *twsOp) finish() {
 
 func (op *twsOp) release() {
 	op.c.mu.Lock()
-	if op.c.ops != nil && op.c.ops[op.id] == op {
-		delete(op.c.ops, op.id)
-	}
+	op.c.ops.remove(op)
 	op.c.mu.Unlock()
 	op.cancel()
+}
+
+// opSet is a connection's running operations by id. A connection nearly
+// always has none or one, so the first is held inline, not in a map.
+type opSet struct {
+	first  *twsOp
+	more   map[string]*twsOp
+	closed bool // the connection is closing: no more operations
+}
+
+func (s *opSet) get(id string) *twsOp {
+	if s.first != nil && s.first.id == id {
+		return s.first
+	}
+	return s.more[id]
+}
+
+func (s *opSet) add(op *twsOp) {
+	if s.first == nil {
+		s.first = op
+		return
+	}
+	if s.more == nil {
+		s.more = map[string]*twsOp{}
+	}
+	s.more[op.id] = op
+}
+
+func (s *opSet) remove(op *twsOp) {
+	if s.first == op {
+		s.first = nil
+		return
+	}
+	if s.more[op.id] == op {
+		delete(s.more, op.id)
+	}
+}
+
+// close empties the set for good and returns what it held.
+func (s *opSet) close() []*twsOp {
+	var ops []*twsOp
+	if s.first != nil {
+		ops = append(ops, s.first)
+	}
+	for _, op := range s.more {
+		ops = append(ops, op)
+	}
+	s.first, s.more, s.closed = nil, nil, true
+	return ops
 }
 
 // authenticate checks a connection_init payload; on failure it returns the

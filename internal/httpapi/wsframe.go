@@ -54,107 +54,218 @@ func (e *peerCloseError) Error() string {
 	return fmt.Sprintf("websocket: peer closed with %d %q", e.code, e.reason)
 }
 
-// frameReader reads frames from one connection. Its only state beyond the
-// connection is a 14-byte header buffer and the message being assembled.
+// frameReader reads frames from a connection served by a goroutine of its
+// own (wsconn.go; the poller reads with wsDecoder). Its only state beyond
+// the connection is a 14-byte header buffer and the message being
+// assembled.
 type frameReader struct {
-	r     io.Reader
-	limit int64
-	hdr   [14]byte
+	r   io.Reader
+	asm msgAssembler
+	hdr [14]byte
 }
 
 // readMessage returns the next data message (opText or opBinary) and its
 // payload. Control frames in between are passed to control, which answers
 // pings and reports closes.
 func (fr *frameReader) readMessage(control func(op byte, payload []byte) error) (byte, []byte, error) {
-	var (
-		msgOp byte
-		msg   []byte
-		inMsg bool
-	)
 	for {
-		fin, op, payload, err := fr.readFrame()
+		h, payload, err := fr.readFrame()
 		if err != nil {
 			return 0, nil, err
 		}
-		switch op {
-		case opClose, opPing, opPong:
-			if err := control(op, payload); err != nil {
-				return 0, nil, err
-			}
-			continue
-		case opText, opBinary:
-			if inMsg {
-				return 0, nil, &wsError{closeProtocolError, "new message inside a fragmented one"}
-			}
-			msgOp, msg, inMsg = op, payload, true
-		case opContinuation:
-			if !inMsg {
-				return 0, nil, &wsError{closeProtocolError, "continuation without a message"}
-			}
-			if int64(len(msg)+len(payload)) > fr.limit {
-				return 0, nil, &wsError{closeTooBig, fmt.Sprintf("message over %d bytes", fr.limit)}
-			}
-			msg = append(msg, payload...)
-		default:
-			return 0, nil, &wsError{closeProtocolError, fmt.Sprintf("unknown opcode %d", op)}
-		}
-		if fin {
-			if msgOp == opText && !utf8.Valid(msg) {
-				return 0, nil, &wsError{closeInvalidData, "text message is not UTF-8"}
-			}
-			return msgOp, msg, nil
+		op, msg, done, err := fr.asm.add(h, payload, control)
+		if err != nil || done {
+			return op, msg, err
 		}
 	}
 }
 
-func (fr *frameReader) readFrame() (fin bool, op byte, payload []byte, err error) {
-	h := fr.hdr[:]
-	if _, err := io.ReadFull(fr.r, h[:2]); err != nil {
-		return false, 0, nil, err
+// readFrame reads one frame, reading the header in the steps that can show
+// a violation (as wsDecoder sees them), and the payload unmasked.
+func (fr *frameReader) readFrame() (frameHeader, []byte, error) {
+	b := fr.hdr[:]
+	if _, err := io.ReadFull(fr.r, b[:2]); err != nil {
+		return frameHeader{}, nil, err
 	}
-	fin, op = h[0]&0x80 != 0, h[0]&0x0F
-	if h[0]&0x70 != 0 {
-		return false, 0, nil, &wsError{closeProtocolError, "reserved bits set"}
+	if _, _, err := parseHeader(b[:2], fr.asm.limit); err != nil {
+		return frameHeader{}, nil, err
 	}
-	if h[1]&0x80 == 0 {
-		return false, 0, nil, &wsError{closeProtocolError, "client frame not masked"}
+	n := headerLen(b[1])
+	if n > 6 {
+		if _, err := io.ReadFull(fr.r, b[2:n-4]); err != nil {
+			return frameHeader{}, nil, err
+		}
+		if _, _, err := parseHeader(b[:n-4], fr.asm.limit); err != nil {
+			return frameHeader{}, nil, err
+		}
 	}
-	n := int64(h[1] & 0x7F)
-	switch n {
+	if _, err := io.ReadFull(fr.r, b[n-4:n]); err != nil {
+		return frameHeader{}, nil, err
+	}
+	h, _, err := parseHeader(b[:n], fr.asm.limit)
+	if err != nil {
+		return frameHeader{}, nil, err
+	}
+	payload := make([]byte, h.n)
+	if _, err := io.ReadFull(fr.r, payload); err != nil {
+		return frameHeader{}, nil, err
+	}
+	unmask(payload, h.mask)
+	return h, payload, nil
+}
+
+// frameHeader is a client frame's header.
+type frameHeader struct {
+	fin  bool
+	op   byte
+	n    int64 // payload length
+	mask [4]byte
+}
+
+// headerLen is the length of a client frame header whose second byte is b1.
+func headerLen(b1 byte) int {
+	switch b1 & 0x7F {
 	case 126:
-		if _, err := io.ReadFull(fr.r, h[2:4]); err != nil {
-			return false, 0, nil, err
-		}
-		n = int64(binary.BigEndian.Uint16(h[2:4]))
+		return 8
 	case 127:
-		if _, err := io.ReadFull(fr.r, h[2:10]); err != nil {
-			return false, 0, nil, err
-		}
-		u := binary.BigEndian.Uint64(h[2:10])
+		return 14
+	}
+	return 6
+}
+
+// parseHeader parses the client frame header at the start of b and returns
+// its length, 0 while b holds only part of it. A violation is reported as
+// soon as the bytes that show it are there, before the rest arrives.
+func parseHeader(b []byte, limit int64) (frameHeader, int, error) {
+	var h frameHeader
+	if len(b) < 2 {
+		return h, 0, nil
+	}
+	h.fin, h.op = b[0]&0x80 != 0, b[0]&0x0F
+	if b[0]&0x70 != 0 {
+		return h, 0, &wsError{closeProtocolError, "reserved bits set"}
+	}
+	if b[1]&0x80 == 0 {
+		return h, 0, &wsError{closeProtocolError, "client frame not masked"}
+	}
+	size := headerLen(b[1])
+	n := int64(b[1] & 0x7F)
+	switch {
+	case size == 8 && len(b) >= 4:
+		n = int64(binary.BigEndian.Uint16(b[2:4]))
+	case size == 14 && len(b) >= 10:
+		u := binary.BigEndian.Uint64(b[2:10])
 		if u > 1<<62 {
-			return false, 0, nil, &wsError{closeTooBig, "frame length out of range"}
+			return h, 0, &wsError{closeTooBig, "frame length out of range"}
 		}
 		n = int64(u)
+	case size > 6:
+		return h, 0, nil
 	}
-	if op >= opClose && (n > 125 || !fin) {
-		return false, 0, nil, &wsError{closeProtocolError, "invalid control frame"}
+	if h.op >= opClose && (n > 125 || !h.fin) {
+		return h, 0, &wsError{closeProtocolError, "invalid control frame"}
 	}
-	if n > fr.limit {
-		return false, 0, nil, &wsError{closeTooBig, fmt.Sprintf("message over %d bytes", fr.limit)}
+	if n > limit {
+		return h, 0, &wsError{closeTooBig, fmt.Sprintf("message over %d bytes", limit)}
 	}
-	var mask [4]byte
-	if _, err := io.ReadFull(fr.r, h[10:14]); err != nil {
-		return false, 0, nil, err
+	if len(b) < size {
+		return h, 0, nil
 	}
-	copy(mask[:], h[10:14])
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(fr.r, payload); err != nil {
-		return false, 0, nil, err
+	h.n = n
+	copy(h.mask[:], b[size-4:size])
+	return h, size, nil
+}
+
+func unmask(p []byte, mask [4]byte) {
+	for i := range p {
+		p[i] ^= mask[i&3]
 	}
-	for i := range payload {
-		payload[i] ^= mask[i&3]
+}
+
+// msgAssembler puts messages together from their frames; between messages
+// it holds nothing.
+type msgAssembler struct {
+	limit int64
+	op    byte
+	msg   []byte
+	inMsg bool
+}
+
+// add takes one frame and its unmasked payload, which it does not keep
+// (the poller reads into a shared buffer). A control frame goes to control;
+// done reports a complete data message, returned in msg, which may be
+// payload itself.
+func (a *msgAssembler) add(h frameHeader, payload []byte, control func(op byte, payload []byte) error) (op byte, msg []byte, done bool, err error) {
+	switch h.op {
+	case opClose, opPing, opPong:
+		return 0, nil, false, control(h.op, payload)
+	case opText, opBinary:
+		if a.inMsg {
+			return 0, nil, false, &wsError{closeProtocolError, "new message inside a fragmented one"}
+		}
+		if h.fin {
+			return h.op, payload, true, checkMessage(h.op, payload)
+		}
+		a.op, a.msg, a.inMsg = h.op, append([]byte(nil), payload...), true
+		return 0, nil, false, nil
+	case opContinuation:
+		if !a.inMsg {
+			return 0, nil, false, &wsError{closeProtocolError, "continuation without a message"}
+		}
+		if int64(len(a.msg)+len(payload)) > a.limit {
+			return 0, nil, false, &wsError{closeTooBig, fmt.Sprintf("message over %d bytes", a.limit)}
+		}
+		a.msg = append(a.msg, payload...)
+		if !h.fin {
+			return 0, nil, false, nil
+		}
+		op, msg = a.op, a.msg
+		a.op, a.msg, a.inMsg = 0, nil, false
+		return op, msg, true, checkMessage(op, msg)
+	default:
+		return 0, nil, false, &wsError{closeProtocolError, fmt.Sprintf("unknown opcode %d", h.op)}
 	}
-	return fin, op, payload, nil
+}
+
+// decode handles the whole frames at the start of b, unmasking them in
+// place: control frames go to control, complete messages to message (which
+// must not keep msg: it may be b). It returns how many bytes it consumed
+// and, if a partial frame follows, how many bytes that frame needs in all
+// (at least 14 while its header is incomplete), so that the caller keeps
+// only that partial frame between reads.
+func (a *msgAssembler) decode(b []byte, control func(op byte, payload []byte) error, message func(op byte, msg []byte) error) (used, need int, err error) {
+	for {
+		rest := b[used:]
+		h, size, err := parseHeader(rest, a.limit)
+		if err != nil {
+			return used, 0, err
+		}
+		if size == 0 {
+			return used, 14, nil
+		}
+		if int64(len(rest)-size) < h.n {
+			return used, size + int(h.n), nil
+		}
+		payload := rest[size : size+int(h.n)]
+		unmask(payload, h.mask)
+		used += size + int(h.n)
+		op, msg, done, err := a.add(h, payload, control)
+		if err != nil {
+			return used, 0, err
+		}
+		if done {
+			if err := message(op, msg); err != nil {
+				return used, 0, err
+			}
+		}
+	}
+}
+
+func checkMessage(op byte, msg []byte) error {
+	if op == opText && !utf8.Valid(msg) {
+		return &wsError{closeInvalidData, "text message is not UTF-8"}
+	}
+	return nil
 }
 
 // appendFrameHeader appends an unmasked server frame header for a payload

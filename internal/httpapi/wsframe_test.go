@@ -64,7 +64,7 @@ func TestFrameReader(t *testing.T) {
 			if strings.Contains(tc.name, "too big") {
 				limit = 65536
 			}
-			fr := frameReader{r: bytes.NewReader(bytes.Join(tc.in, nil)), limit: limit}
+			fr := frameReader{r: bytes.NewReader(bytes.Join(tc.in, nil)), asm: msgAssembler{limit: limit}}
 			controls := 0
 			_, msg, err := fr.readMessage(func(op byte, p []byte) error { controls++; return nil })
 			var we *wsError
@@ -82,7 +82,7 @@ func TestFrameReader(t *testing.T) {
 	}
 	// A connection cut mid-frame is an unexpected EOF, not a protocol error.
 	f := clientFrame(true, opText, []byte("hello"))
-	fr := frameReader{r: bytes.NewReader(f[:len(f)-2]), limit: 1 << 20}
+	fr := frameReader{r: bytes.NewReader(f[:len(f)-2]), asm: msgAssembler{limit: 1 << 20}}
 	if _, _, err := fr.readMessage(func(byte, []byte) error { return nil }); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("cut frame: %v", err)
 	}
@@ -103,5 +103,61 @@ func TestClosePayload(t *testing.T) {
 	}
 	if code, _, err := parseClose(nil); err != nil || code != 1005 {
 		t.Errorf("empty close: %d %v", code, err)
+	}
+}
+
+// decodeSplit feeds in to msgAssembler.decode n bytes at a time, keeping
+// the unconsumed rest as the poller does, and returns the messages, the
+// number of control frames and the first error.
+func decodeSplit(in []byte, n int, limit int64) (msgs []string, controls int, err error) {
+	a := msgAssembler{limit: limit}
+	var buf []byte
+	for len(in) > 0 && err == nil {
+		k := min(n, len(in))
+		buf = append(buf, in[:k]...)
+		in = in[k:]
+		var used int
+		used, _, err = a.decode(buf, func(byte, []byte) error { controls++; return nil }, func(_ byte, m []byte) error {
+			msgs = append(msgs, string(m))
+			return nil
+		})
+		buf = buf[:copy(buf, buf[used:])]
+	}
+	return msgs, controls, err
+}
+
+// The poller's decoder agrees with the reader on every case, however the
+// bytes are split.
+func TestDecodeSplit(t *testing.T) {
+	big := strings.Repeat("y", 70000)
+	in := bytes.Join([][]byte{
+		clientFrame(true, opText, []byte(`{"type":"ping"}`)),
+		clientFrame(false, opText, []byte("ab")), clientFrame(true, opPing, []byte("p")),
+		clientFrame(false, opContinuation, []byte("cd")), clientFrame(true, opContinuation, []byte("ef")),
+		clientFrame(true, opText, []byte(big)),
+		clientFrame(true, opText, []byte(big[:300])),
+	}, nil)
+	for _, n := range []int{1, 2, 3, 7, 13, 100, 4096, len(in)} {
+		msgs, controls, err := decodeSplit(bytes.Clone(in), n, 1<<20)
+		if err != nil || controls != 1 || len(msgs) != 4 || msgs[0] != `{"type":"ping"}` || msgs[1] != "abcdef" || msgs[2] != big || msgs[3] != big[:300] {
+			t.Fatalf("split %d: %d messages, %d controls, %v", n, len(msgs), controls, err)
+		}
+	}
+	for _, tc := range []struct {
+		in   []byte
+		code int
+	}{
+		{[]byte{0x81, 0x01, 'x'}, closeProtocolError},
+		{clientFrame(true, opText, []byte{0xff}), closeInvalidData},
+		{clientFrame(true, opText, []byte(big)), closeTooBig},
+		{clientFrame(false, opPing, nil), closeProtocolError},
+	} {
+		for _, n := range []int{1, 5, len(tc.in)} {
+			_, _, err := decodeSplit(bytes.Clone(tc.in), n, 65536)
+			var we *wsError
+			if !errors.As(err, &we) || we.code != tc.code {
+				t.Fatalf("split %d of % x…: %v, want %d", n, tc.in[:2], err, tc.code)
+			}
+		}
 	}
 }
