@@ -1228,3 +1228,43 @@ func TestSubResyncLeavesNoGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestSubConversationChangeLeavesNoGoroutine: a participants change that
+// does not concern a subscriber (someone else was added) is dropped by the
+// stream's Ready; before, every idle messageEvents subscription of the
+// conversation parked a goroutine in Next until its next message.
+func TestSubConversationChangeLeavesNoGoroutine(t *testing.T) {
+	const conns = 20
+	s := apptest.Start(t)
+	alice, bob, carol := subRegister(t, s, "alice"), subRegister(t, s, "bob"), subRegister(t, s, "carol")
+	conv := s.CreateConversation(alice, apptest.Ptr("group"), bob)
+
+	var clients []*apptest.Client
+	for range conns {
+		c := s.ConnectAs(bob)
+		c.Subscribe("m", subMessageEventsQ, subVars(conv, nil))
+		clients = append(clients, c)
+	}
+	// Subscriptions are live once a message reaches them all.
+	s.Send(alice, conv, "before")
+	for _, c := range clients {
+		subNextMsg(t, c, "m")
+	}
+	http.DefaultClient.CloseIdleConnections()
+	baseline := apptest.SettledGoroutines()
+	r := s.Post(alice.Token, `mutation($c: ID!, $u: [ID!]!) { addParticipants(conversationId: $c, userIds: $u) { id } }`,
+		map[string]any{"c": conv, "u": []string{carol.ID}})
+	r.Decode(t, &struct{}{})
+	time.Sleep(300 * time.Millisecond)
+	if now := apptest.SettledGoroutines(); now > baseline+5 {
+		var buf strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		t.Fatalf("goroutines: %d before the participants change, %d after\n%s", baseline, now, buf.String())
+	}
+	s.Send(alice, conv, "after")
+	for _, c := range clients {
+		if ev := subNextMsg(t, c, "m"); ev.Message.Body != "after" {
+			t.Fatalf("got %q", ev.Message.Body)
+		}
+	}
+}

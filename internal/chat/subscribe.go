@@ -117,7 +117,8 @@ type eventStream struct {
 func (st *eventStream) Close() { st.sub.Close() }
 
 // Ready drops deliveries that would give nothing (a sequence already handed
-// out, which a resync rings every subscriber with after a restart): a
+// out, which a resync rings every subscriber with after a restart; a change
+// to the conversation that cannot have cost this viewer access): a
 // transport that took its word would park a goroutine in Next, for every
 // idle subscription, until the conversation's next event.
 func (st *eventStream) Ready() bool {
@@ -129,7 +130,8 @@ func (st *eventStream) Ready() bool {
 		if !ok {
 			return false
 		}
-		if d.Kind != events.KindConversation && d.Seq <= st.last {
+		if d.Kind == events.KindConversation && !mayLoseAccess(st.viewer, d) ||
+			d.Kind != events.KindConversation && d.Seq <= st.last {
 			continue // what take would drop
 		}
 		st.popped = d
@@ -251,11 +253,17 @@ func (st *eventStream) fillBatch(ctx context.Context) {
 // lostAccess reports whether a conversation event took the viewer out of
 // the conversation; a stream of a conversation the viewer left must end.
 func (s *Service) lostAccess(ctx context.Context, viewer string, d *events.Delivery) bool {
-	if d.Type != InboxParticipantsChanged || d.UserID != viewer {
+	if !mayLoseAccess(viewer, d) {
 		return false
 	}
 	ok, err := isMember(ctx, s.db.Participant, viewer, d.ConversationID)
 	return err != nil || !ok
+}
+
+// mayLoseAccess reports whether a conversation event can have taken the
+// conversation away from viewer: only a participants change naming them.
+func mayLoseAccess(viewer string, d *events.Delivery) bool {
+	return d.Type == InboxParticipantsChanged && d.UserID == viewer
 }
 
 // InboxItem is one inbox event.
