@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"reflect"
 	"testing"
@@ -12,27 +11,16 @@ import (
 )
 
 // rawPost sends body to /graphql with an Accept header and returns the
-// status, content type and body as they came.
-func rawPost(t *testing.T, s *apptest.Server, token, accept string, body []byte) (int, string, []byte) {
+// status, content type and body as they came, and the headers.
+func rawPost(t *testing.T, s *apptest.Server, token, accept string, body []byte) (int, string, []byte, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	r := htDoT(t, req, token)
+	return r.Status, r.Header.Get("Content-Type"), r.Raw, r.Header
 }
 
 // TestPOSTAnswersAsGqlgen: plain application/json answers are written by
@@ -47,12 +35,12 @@ func TestPOSTAnswersAsGqlgen(t *testing.T) {
 	s.Send(bob, conv, `quotes " and \ and <tags> and ünïcode`)
 
 	page := []byte(`{"query":"query($n: Int) { conversations(first: $n) { edges { node { id title unreadCount participants { username } lastMessage { body sender { username } } } } } }","variables":{"n":5}}`)
-	status, ctype, plain := rawPost(t, s, alice.Token, "", page)
+	status, ctype, plain, header := rawPost(t, s, alice.Token, "", page)
 	if status != http.StatusOK || ctype != "application/json" {
 		t.Fatalf("plain: status %d, content type %q: %s", status, ctype, plain)
 	}
-	if h := plainHeader(t, s, alice.Token, page); h.Get("X-Content-Type-Options") != "nosniff" {
-		t.Fatalf("plain answer without nosniff: %v", h)
+	if header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("plain answer without nosniff: %v", header)
 	}
 	var got struct {
 		Data struct {
@@ -73,11 +61,11 @@ func TestPOSTAnswersAsGqlgen(t *testing.T) {
 		t.Fatalf("last message %q", b)
 	}
 	for _, accept := range []string{"*/*", "application/json", "text/html, application/json;q=0.9"} {
-		if st, ct, b := rawPost(t, s, alice.Token, accept, page); st != status || ct != ctype || !bytes.Equal(b, plain) {
+		if st, ct, b, _ := rawPost(t, s, alice.Token, accept, page); st != status || ct != ctype || !bytes.Equal(b, plain) {
 			t.Errorf("Accept %q: status %d, %q, %s; want the plain answer", accept, st, ct, b)
 		}
 	}
-	st, ct, viaGqlgen := rawPost(t, s, alice.Token, "application/graphql-response+json", page)
+	st, ct, viaGqlgen, _ := rawPost(t, s, alice.Token, "application/graphql-response+json", page)
 	if st != http.StatusOK || ct != "application/graphql-response+json" {
 		t.Fatalf("graphql-response+json: status %d, content type %q", st, ct)
 	}
@@ -99,31 +87,18 @@ func TestPOSTAnswersAsGqlgen(t *testing.T) {
 		{"unknown field", `{"query":"{ nope }"}`, http.StatusUnprocessableEntity},
 		{"bad variable", `{"query":"query($n: Int) { conversations(first: $n) { totalCount } }","variables":{"n":"x"}}`, http.StatusUnprocessableEntity},
 	} {
-		st, ct, b := rawPost(t, s, alice.Token, "application/json", []byte(tc.body))
+		st, ct, b, _ := rawPost(t, s, alice.Token, "application/json", []byte(tc.body))
 		var r struct{ Errors []struct{ Message string } }
 		if st != tc.status || ct != "application/json" || json.Unmarshal(b, &r) != nil || len(r.Errors) == 0 {
 			t.Errorf("%s: status %d (want %d), %q, %s", tc.name, st, tc.status, ct, b)
 		}
 	}
 	// A response with errors still goes through json.Marshal.
-	_, _, b := rawPost(t, s, "", "application/json", page)
+	_, _, b, _ := rawPost(t, s, "", "application/json", page)
 	var r struct {
 		Errors []struct{ Extensions map[string]any }
 	}
 	if json.Unmarshal(b, &r) != nil || len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != "UNAUTHENTICATED" {
 		t.Errorf("unauthenticated page: %s", b)
 	}
-}
-
-func plainHeader(t *testing.T, s *apptest.Server, token string, body []byte) http.Header {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.Header
 }

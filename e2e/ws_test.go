@@ -1214,18 +1214,25 @@ func TestSubResyncLeavesNoGoroutine(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	baseline := apptest.SettledGoroutines()
 	s.App.Hub.RequestResync()
-	time.Sleep(300 * time.Millisecond)
-	if now := apptest.SettledGoroutines(); now > baseline+5 {
-		var buf strings.Builder
-		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-		t.Fatalf("goroutines: %d before the resync, %d after\n%s", baseline, now, buf.String())
-	}
+	requireNoParkedGoroutines(t, baseline, "the resync")
 	// And every subscription still delivers.
 	s.Send(alice, conv, "after the resync")
 	for _, c := range clients {
 		if ev := subNextMsg(t, c, "m"); ev.Message.Body != "after the resync" {
 			t.Fatalf("got %q", ev.Message.Body)
 		}
+	}
+}
+
+// requireNoParkedGoroutines fails the test if, shortly after what, the
+// process has more than a few goroutines beyond baseline.
+func requireNoParkedGoroutines(t *testing.T, baseline int, what string) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond)
+	if now := apptest.SettledGoroutines(); now > baseline+5 {
+		var buf strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		t.Fatalf("goroutines: %d before %s, %d after\n%s", baseline, what, now, buf.String())
 	}
 }
 
@@ -1255,12 +1262,7 @@ func TestSubConversationChangeLeavesNoGoroutine(t *testing.T) {
 	r := s.Post(alice.Token, `mutation($c: ID!, $u: [ID!]!) { addParticipants(conversationId: $c, userIds: $u) { id } }`,
 		map[string]any{"c": conv, "u": []string{carol.ID}})
 	r.Decode(t, &struct{}{})
-	time.Sleep(300 * time.Millisecond)
-	if now := apptest.SettledGoroutines(); now > baseline+5 {
-		var buf strings.Builder
-		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-		t.Fatalf("goroutines: %d before the participants change, %d after\n%s", baseline, now, buf.String())
-	}
+	requireNoParkedGoroutines(t, baseline, "the participants change")
 	s.Send(alice, conv, "after")
 	for _, c := range clients {
 		if ev := subNextMsg(t, c, "m"); ev.Message.Body != "after" {

@@ -89,33 +89,9 @@ func (s *rawServer) dial(t *testing.T, early []byte) *rawClient {
 	}
 }
 
-// frame encodes a masked client frame.
-func frame(fin bool, op byte, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xFFFF:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
-	b = append(b, mask[:]...)
-	for i, c := range payload {
-		b = append(b, c^mask[i&3])
-	}
-	return b
-}
-
 func textFrame(v any) []byte {
 	b, _ := json.Marshal(v)
-	return frame(true, 0x1, b)
+	return httpapi.ClientFrame(true, 0x1, b)
 }
 
 func (s *rawServer) initFrame() []byte {
@@ -264,10 +240,10 @@ func TestWSRawFraming(t *testing.T) {
 			// A fragmented message with a ping in between, cut at odd places.
 			msg, _ := json.Marshal(map[string]any{"id": "frag", "type": "subscribe", "payload": map[string]any{"query": "{ __typename }"}})
 			var fr []byte
-			fr = append(fr, frame(false, 0x1, msg[:10])...)
-			fr = append(fr, frame(true, 0x9, []byte("hi"))...)
-			fr = append(fr, frame(false, 0x0, msg[10:20])...)
-			fr = append(fr, frame(true, 0x0, msg[20:])...)
+			fr = append(fr, httpapi.ClientFrame(false, 0x1, msg[:10])...)
+			fr = append(fr, httpapi.ClientFrame(true, 0x9, []byte("hi"))...)
+			fr = append(fr, httpapi.ClientFrame(false, 0x0, msg[10:20])...)
+			fr = append(fr, httpapi.ClientFrame(true, 0x0, msg[20:])...)
 			c.writeSplit(fr, 5)
 			op, p, err := c.read()
 			if err != nil || op != 0xA || string(p) != "hi" {
@@ -277,7 +253,7 @@ func TestWSRawFraming(t *testing.T) {
 
 			// 300 KB (JSON whitespace) in 64 KB writes.
 			big := fmt.Sprintf(`{"id":"big","type":"subscribe","payload":{"query":"{ __typename }"}%s}`, strings.Repeat(" ", 300<<10))
-			c.writeSplit(frame(true, 0x1, []byte(big)), 64<<10)
+			c.writeSplit(httpapi.ClientFrame(true, 0x1, []byte(big)), 64<<10)
 			c.expect("complete", "big")
 
 			// The connection is still in order afterwards.
@@ -295,12 +271,12 @@ func TestWSRawViolation(t *testing.T) {
 			s := startRawServer(t, poll)
 			c := s.dial(t, s.initFrame())
 			c.expect("connection_ack", "")
-			bad := frame(true, 0x1, []byte{0xff, 0xfe, 0xfd}) // not UTF-8
+			bad := httpapi.ClientFrame(true, 0x1, []byte{0xff, 0xfe, 0xfd}) // not UTF-8
 			c.writeSplit(bad, 2)
 			if code := c.expectClose(); code != 1007 {
 				t.Fatalf("closed with %d, want 1007", code)
 			}
-			c.writeSplit(frame(true, 0x8, binary.BigEndian.AppendUint16(nil, 1007)), 100)
+			c.writeSplit(httpapi.ClientFrame(true, 0x8, binary.BigEndian.AppendUint16(nil, 1007)), 100)
 			_ = c.nc.CloseWrite() // the server waits for the TCP close
 			if _, _, err := c.read(); !errors.Is(err, io.EOF) {
 				t.Fatalf("after the close handshake: %v, want EOF", err)
@@ -333,8 +309,8 @@ func TestWSRawPeerVanishes(t *testing.T) {
 			waitOpen(t, s.app.Hijacked, 4)
 			_ = clients[0].nc.Close() // FIN
 			_ = clients[1].nc.SetLinger(0)
-			_ = clients[1].nc.Close()                                        // RST
-			_, _ = clients[2].nc.Write(frame(true, 0x1, []byte(`{"type":`))) // half a frame, then FIN
+			_ = clients[1].nc.Close()                                                      // RST
+			_, _ = clients[2].nc.Write(httpapi.ClientFrame(true, 0x1, []byte(`{"type":`))) // half a frame, then FIN
 			_ = clients[2].nc.Close()
 			waitOpen(t, s.app.Hijacked, 1)
 			clients[3].writeSplit(textFrame(map[string]any{"type": "ping"}), 1000)
@@ -361,7 +337,7 @@ func TestWSRawShutdown(t *testing.T) {
 				if code := c.expectClose(); code != httpapi.CloseServiceRestart {
 					t.Fatalf("closed with %d, want %d", code, httpapi.CloseServiceRestart)
 				}
-				c.writeSplit(frame(true, 0x8, binary.BigEndian.AppendUint16(nil, 1000)), 100)
+				c.writeSplit(httpapi.ClientFrame(true, 0x8, binary.BigEndian.AppendUint16(nil, 1000)), 100)
 			}
 			select {
 			case err := <-s.done:
