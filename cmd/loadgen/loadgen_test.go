@@ -75,6 +75,9 @@ func TestScenarios(t *testing.T) {
 			if rep.Subs != nil && rep.Subs.Delivered != rep.Subs.Expected {
 				t.Errorf("delivered %d of %d", rep.Subs.Delivered, rep.Subs.Expected)
 			}
+			if tc.name == "connections" && (rep.Subs.HeldRSSPerConnByte == 0 || !bytes.Contains(out.Bytes(), []byte("at the end of the hold"))) {
+				t.Errorf("no RSS per socket at the end of the hold: %+v", rep.Subs)
+			}
 			if _, err := os.Stat(jsonPath); err != nil {
 				t.Errorf("no JSON report: %v", err)
 			}

@@ -101,6 +101,9 @@ func (r *Report) print(w io.Writer) {
 				p("server %d RSS: %s before open, %s after", i, mb(r.Open.Before[i].rss()), mb(r.Open.After[i].rss()))
 			}
 			p("server RSS per socket: %.1f KB (all replicas' growth over all sockets)", s.RSSPerConnByte/1e3)
+			if s.HeldRSSPerConnByte != 0 {
+				p("server RSS per socket at the end of the hold: %.1f KB", s.HeldRSSPerConnByte/1e3)
+			}
 		}
 		p("sends: %d ok of %d in %.2fs = %.1f/s; sendMessage %s", s.SentOK, s.Sent, s.SendSeconds, s.SendRate, lat(s.SendLatency))
 		p("deliveries: %d of %d expected, %.0f/s; end to end %s", s.Delivered, s.Expected, s.DeliveryRate, lat(s.E2ELatency))

@@ -22,8 +22,11 @@ type subsResult struct {
 	OpenLatency    LatSummary       `json:"open_latency"`
 	OpenErrors     map[string]int64 `json:"open_errors,omitempty"`
 	RSSPerConnByte float64          `json:"server_rss_per_conn_bytes,omitempty"`
-	OpenLoadgenCPU float64          `json:"open_loadgen_cpu_seconds"` // this process and its workers, while opening
-	OpenServerCPU  float64          `json:"open_server_cpu_seconds"`  // all replicas, while opening
+	// HeldRSSPerConnByte: the same growth at the end of -hold (connections),
+	// once the burst of opening has been collected.
+	HeldRSSPerConnByte float64 `json:"server_rss_per_conn_held_bytes,omitempty"`
+	OpenLoadgenCPU     float64 `json:"open_loadgen_cpu_seconds"` // this process and its workers, while opening
+	OpenServerCPU      float64 `json:"open_server_cpu_seconds"`  // all replicas, while opening
 
 	Sent          int64      `json:"sent"`
 	SentOK        int64      `json:"sent_ok"`
@@ -144,6 +147,14 @@ func (e *env) runSubs(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		stop()
+		if res.Opened > 0 {
+			held := e.watch.sample(ctx)
+			var d float64
+			for i := range held {
+				d += held[i].rss() - before[i].rss()
+			}
+			res.HeldRSSPerConnByte = d / float64(res.Opened)
+		}
 	}
 
 	// Send phase: open loop, scheduled times fixed in advance.
