@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/apptest"
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/chat"
 )
 
 // ---------------------------------------------------------------------------
@@ -1246,14 +1247,16 @@ func TestSubConversationChangeLeavesNoGoroutine(t *testing.T) {
 	alice, bob, carol := subRegister(t, s, "alice"), subRegister(t, s, "bob"), subRegister(t, s, "carol")
 	conv := s.CreateConversation(alice, apptest.Ptr("group"), bob)
 
+	// From the start of the conversation: "before" reaches every
+	// subscription, replayed or live, whenever each becomes live.
+	s.Send(alice, conv, "before")
+	from := chat.EventCursor(conv, 0)
 	var clients []*apptest.Client
 	for range conns {
 		c := s.ConnectAs(bob)
-		c.Subscribe("m", subMessageEventsQ, subVars(conv, nil))
+		c.Subscribe("m", subMessageEventsQ, subVars(conv, &from))
 		clients = append(clients, c)
 	}
-	// Subscriptions are live once a message reaches them all.
-	s.Send(alice, conv, "before")
 	for _, c := range clients {
 		subNextMsg(t, c, "m")
 	}
