@@ -294,3 +294,50 @@ func TestSSEStalledReaderEnded(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSSETypingExpires: over SSE the transport waits in the typing
+// stream's Next (no readiness callback), so the expiry timer must wake it:
+// a typing state that is not refreshed arrives as typing:false after the
+// TTL.
+func TestSSETypingExpires(t *testing.T) {
+	t.Parallel()
+	s := apptest.Start(t, "TYPING_TTL=1s")
+	alice, bob := s.Register("sseta"), s.Register("ssetb")
+	conv := s.CreateConversation(alice, nil, bob)
+	st := sseSubscribe(t, s, bob.Token, subTypingQ, map[string]any{"c": conv})
+	setTyping := func(on bool) {
+		r := s.Post(alice.Token, `mutation($c: ID!, $y: Boolean!) { setTyping(conversationId: $c, typing: $y) }`, map[string]any{"c": conv, "y": on})
+		r.Decode(t, &struct{}{})
+	}
+	type typingData struct {
+		Typing struct {
+			Typing bool
+			User   struct{ ID string }
+		}
+	}
+	// The stream is live once alice's typing reaches it.
+	var d typingData
+	for i := 0; ; i++ {
+		setTyping(true)
+		select {
+		case ev := <-st.events:
+			if err := json.Unmarshal([]byte(ev.Data), &struct{ Data *typingData }{&d}); err != nil || !d.Typing.Typing || d.Typing.User.ID != alice.ID {
+				t.Fatalf("first typing event %q: %v", ev.Data, err)
+			}
+		case <-time.After(100 * time.Millisecond):
+			if i == 50 {
+				t.Fatal("typing over SSE never arrived")
+			}
+			continue
+		}
+		break
+	}
+	last := time.Now()
+	st.nextData(t, &d)
+	if d.Typing.Typing || d.Typing.User.ID != alice.ID {
+		t.Fatalf("got %+v, want alice's typing to expire", d.Typing)
+	}
+	if el := time.Since(last); el < 800*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("typing expired %v after the last refresh, TTL 1s", el)
+	}
+}

@@ -475,7 +475,7 @@ func (r *subscriptionResolver) Typing(ctx context.Context, conversationID string
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.presenter, channelStream[chat.TypingItem]{items}, func(it chat.TypingItem) *model.TypingEvent {
+	return forward(ctx, r.presenter, items, func(it chat.TypingItem) *model.TypingEvent {
 		return &model.TypingEvent{ConversationID: it.ConversationID, UserID: it.UserID, Typing: it.Typing}
 	}, func(chat.TypingItem) (any, int64) { return nil, 0 }), nil
 }

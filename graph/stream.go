@@ -10,24 +10,6 @@ import (
 	"github.com/parley-chat/parley/internal/metrics"
 )
 
-// channelStream adapts a stream that a goroutine of its own feeds (typing,
-// which also has timers to watch) to chat.Stream.
-type channelStream[T any] struct{ ch <-chan T }
-
-func (s channelStream[T]) Next(ctx context.Context) (T, bool) {
-	select {
-	case it, ok := <-s.ch:
-		return it, ok
-	case <-ctx.Done():
-		var zero T
-		return zero, false
-	}
-}
-
-// Close does nothing: the feeding goroutine ends with the subscription's
-// context.
-func (channelStream[T]) Close() {}
-
 // streamItem is what forward needs of a service stream's items.
 type streamItem interface {
 	// LiveEvent describes the broker event the item came from (zero for

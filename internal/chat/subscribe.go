@@ -3,6 +3,8 @@ package chat
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/ent"
@@ -343,87 +345,171 @@ type TypingItem struct {
 // Typing streams typing states of the other participants of a conversation.
 // A typing state that is not refreshed within TypingTTL ends by itself with
 // a typing=false item.
-func (s *Service) Typing(ctx context.Context, viewer, conversationID string) (<-chan TypingItem, error) {
+//
+// Like MessageEvents it has no goroutine of its own: the consumer pulls, and
+// the expiry timer only flags and rings (an idle typing subscription is a
+// hub queue and, while someone types, a timer).
+func (s *Service) Typing(ctx context.Context, viewer, conversationID string) (ReadyStream[TypingItem], error) {
 	if err := requireMember(ctx, s.db.Participant, viewer, conversationID); err != nil {
 		return nil, err
 	}
-	sub := s.hub.SubscribeConversation(conversationID, events.KindTyping, events.KindConversation)
-	out := make(chan TypingItem)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		expires := map[string]time.Time{}
-		timer := time.NewTimer(time.Hour)
-		defer timer.Stop()
-		rearm := func() {
-			next := time.Time{}
-			for _, t := range expires {
-				if next.IsZero() || t.Before(next) {
-					next = t
-				}
+	return &typingStream{s: s, viewer: viewer, conversationID: conversationID,
+		sub:  s.hub.SubscribeConversation(conversationID, events.KindTyping, events.KindConversation),
+		wake: make(chan struct{}, 1)}, nil
+}
+
+// typingStream is a Typing stream. Its consumer (one goroutine at a time)
+// calls Ready and Next and owns every field but the last group.
+type typingStream struct {
+	s                      *Service
+	viewer, conversationID string
+	sub                    *events.Subscription
+	expires                map[string]time.Time // who types, until when
+	pending                []TypingItem
+	// check: a change to the conversation that may have cost the viewer
+	// access; Next asks the database (Ready has no context).
+	check *events.Delivery
+	done  bool
+
+	expired atomic.Bool            // the timer fired since the consumer looked
+	wake    chan struct{}          // rung with expired, for a consumer waiting in Next
+	notify  atomic.Pointer[func()] // OnReady's callback
+	mu      sync.Mutex             // guards timer (Close may come from another goroutine)
+	timer   *time.Timer
+}
+
+func (st *typingStream) OnReady(f func()) {
+	st.notify.Store(&f)
+	st.sub.OnReady(f)
+}
+
+func (st *typingStream) Close() {
+	st.sub.Close()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+}
+
+func (st *typingStream) Ready() bool {
+	st.collect()
+	return len(st.pending) > 0 || st.check != nil || st.done || st.sub.IsLagged()
+}
+
+func (st *typingStream) Next(ctx context.Context) (TypingItem, bool) {
+	for {
+		if len(st.pending) > 0 {
+			it := st.pending[0]
+			st.pending = st.pending[1:]
+			if it.Err != nil {
+				st.done = true
 			}
-			timer.Stop()
-			if !next.IsZero() {
-				timer.Reset(time.Until(next))
+			return it, true
+		}
+		if st.done {
+			return TypingItem{}, false
+		}
+		if d := st.check; d != nil {
+			st.check = nil
+			if st.s.lostAccess(ctx, st.viewer, d) {
+				st.pending = append(st.pending, TypingItem{Err: notFound("conversation")})
+			}
+			continue
+		}
+		if st.sub.IsLagged() {
+			st.done = true // typing states are ephemeral: the stream just ends
+			return TypingItem{}, false
+		}
+		st.collect()
+		if len(st.pending) > 0 || st.check != nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			st.done = true
+			return TypingItem{}, false
+		case <-st.sub.Wait():
+		case <-st.wake:
+		}
+	}
+}
+
+// collect turns what the hub queued, and states that expired, into
+// pending items; it stops at a conversation change that needs checking, so
+// that items keep their order.
+func (st *typingStream) collect() {
+	if st.expired.Swap(false) {
+		now := time.Now()
+		for u, t := range st.expires {
+			if !t.After(now) {
+				delete(st.expires, u)
+				st.pending = append(st.pending, TypingItem{ConversationID: st.conversationID, UserID: u})
 			}
 		}
-		send := func(it TypingItem) bool {
-			select {
-			case out <- it:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+		st.rearm()
+	}
+	for st.check == nil {
+		d, ok := st.sub.Pop()
+		if !ok {
+			return
 		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sub.Lagged():
-				return
-			case <-timer.C:
-				nowT := time.Now()
-				for u, t := range expires {
-					if !t.After(nowT) {
-						delete(expires, u)
-						if !send(TypingItem{ConversationID: conversationID, UserID: u}) {
-							return
-						}
-					}
-				}
-				rearm()
-			case <-sub.Wait():
-				for {
-					d, ok := sub.Pop()
-					if !ok {
-						break
-					}
-					if d.Kind == events.KindConversation {
-						if s.lostAccess(ctx, viewer, d) {
-							send(TypingItem{Err: notFound("conversation")})
-							return
-						}
-						continue
-					}
-					if d.UserID == viewer {
-						continue
-					}
-					_, wasTyping := expires[d.UserID]
-					if d.Typing {
-						expires[d.UserID] = time.Now().Add(s.limits.TypingTTL)
-					} else {
-						delete(expires, d.UserID)
-					}
-					rearm()
-					if d.Typing == wasTyping && d.Typing {
-						continue // a refresh: nothing changed for the client
-					}
-					if !send(TypingItem{ConversationID: conversationID, UserID: d.UserID, Typing: d.Typing, Live: live(d)}) {
-						return
-					}
-				}
+		if d.Kind == events.KindConversation {
+			if mayLoseAccess(st.viewer, d) {
+				st.check = d
 			}
+			continue
 		}
-	}()
-	return out, nil
+		if d.UserID == st.viewer {
+			continue
+		}
+		_, wasTyping := st.expires[d.UserID]
+		if d.Typing {
+			if st.expires == nil {
+				st.expires = map[string]time.Time{}
+			}
+			st.expires[d.UserID] = time.Now().Add(st.s.limits.TypingTTL)
+		} else {
+			delete(st.expires, d.UserID)
+		}
+		st.rearm()
+		if d.Typing == wasTyping && d.Typing {
+			continue // a refresh: nothing changed for the client
+		}
+		st.pending = append(st.pending, TypingItem{ConversationID: st.conversationID, UserID: d.UserID, Typing: d.Typing, Live: live(d)})
+	}
+}
+
+// rearm sets the timer for the earliest expiry, or stops it.
+func (st *typingStream) rearm() {
+	var next time.Time
+	for _, t := range st.expires {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case next.IsZero():
+		if st.timer != nil {
+			st.timer.Stop()
+		}
+	case st.timer == nil:
+		st.timer = time.AfterFunc(time.Until(next), st.onExpire)
+	default:
+		st.timer.Reset(time.Until(next))
+	}
+}
+
+// onExpire runs on the timer's goroutine: it only flags and rings.
+func (st *typingStream) onExpire() {
+	st.expired.Store(true)
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+	if f := st.notify.Load(); f != nil {
+		(*f)()
+	}
 }
