@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 )
 
@@ -19,10 +20,10 @@ import (
 // response with data and nothing else is written around those bytes as
 // they are.
 //
-// Everything that is not the plain case — an answer in
-// application/graphql-response+json, a body that cannot be read or
-// decoded, a document that fails validation — is handed to gqlgen's
-// transport, so statuses, content types and error bodies stay exactly its.
+// An answer in application/graphql-response+json, or a body that cannot be
+// read or decoded, is handed to gqlgen's transport; a document that fails
+// validation is answered as gqlgen's transport does (TestPOSTAnswersAsGqlgen
+// compares them).
 type postTransport struct {
 	transport.POST
 }
@@ -39,30 +40,32 @@ func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		t.POST.Do(w, r, exec)
 		return
 	}
-	replay := func() {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		t.POST.Do(w, r, exec)
-	}
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // as gqlgen's transports decode variables
 	if dec.Decode(params) != nil {
-		replay()
+		r.Body = io.NopCloser(bytes.NewReader(body)) // gqlgen's 400 and message
+		t.POST.Do(w, r, exec)
 		return
 	}
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	ctx := r.Context()
-	rc, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
-		replay() // it validates again, and answers as gqlgen does
-		return
-	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	// The data is written unescaped (json.Marshal would turn < > & into
 	// \u003c…): no browser may take it for HTML.
 	h.Set("X-Content-Type-Options", "nosniff")
+	ctx := r.Context()
+	rc, errs := exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		// As gqlgen's transport answers in application/json: 422 for a
+		// document that does not parse or validate, 200 otherwise.
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
+		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs))
+		return
+	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
 	writeResponse(w, responses(ctx))
 }

@@ -80,7 +80,7 @@ type twsConn struct {
 	wsState // its mu guards the fields from acked on too
 	exec    graphql.GraphExecutor
 	nc      net.Conn
-	raw     syscall.RawConn // nc's, for writes that must not block; nil for TLS
+	raw     syscall.RawConn // nc's, for writes that must not block and the poller's reads; nil for TLS
 	fr      frameReader     // the goroutine's reader, or the poller's assembler (fr.asm)
 	poll    *wsPoll         // nil: a goroutine reads (set before anything runs)
 
@@ -582,7 +582,7 @@ func (c *twsConn) write(frame []byte) bool {
 		if n == len(frame) {
 			return true
 		}
-		frame = frame[max(n, 0):]
+		frame = frame[n:]
 	}
 	if d := c.t.writeTimeout; d > 0 {
 		w := c.t.writeWatch(c, d)

@@ -21,7 +21,6 @@ import (
 // reading.
 type wsPoll struct {
 	c       *twsConn
-	rc      syscall.RawConn
 	reading atomic.Bool // a goroutine is reading (one at a time)
 
 	desc       *netpoll.Desc // set before the first read; closed by twsConn.finish
@@ -51,17 +50,13 @@ func (t *webSocket) readBuffer() *[]byte {
 // It runs before anything else can touch c, so c.poll never changes. The
 // first read is startPoll's: a report that comes before waits for it.
 func (t *webSocket) newPoll(c *twsConn, nc net.Conn, early []byte) *wsPoll {
-	tc, ok := nc.(*net.TCPConn)
-	if !ok || t.poller == nil {
+	if _, ok := nc.(*net.TCPConn); !ok || t.poller == nil || c.raw == nil {
 		return nil
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	p := &wsPoll{c: c, rc: rc, pending: early, need: len(early)}
+	p := &wsPoll{c: c, pending: early, need: len(early)}
 	p.reading.Store(true)
-	if p.desc, err = t.poller.Register(rc, p.readable); err != nil {
+	var err error
+	if p.desc, err = t.poller.Register(c.raw, p.readable); err != nil {
 		t.log.Warn("websocket: poller refused the socket; reading on a goroutine", "err", err)
 		return nil
 	}
@@ -125,7 +120,7 @@ func (c *twsConn) readSocket() bool {
 			copy(nb, buf)
 			buf, own = nb, true
 		}
-		n, err := readRaw(p.rc, buf[len(buf):cap(buf)])
+		n, err := readRaw(p.c.raw, buf[len(buf):cap(buf)])
 		switch {
 		case n > 0:
 			buf = buf[:len(buf)+n]
