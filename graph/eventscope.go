@@ -9,6 +9,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/parley-chat/parley/ent"
 	"github.com/parley-chat/parley/internal/loader"
 	"github.com/parley-chat/parley/internal/metrics"
 )
@@ -67,6 +68,19 @@ func (s *EventScope) prefetchMessage(ctx context.Context, id string) {
 	// On failure (the first subscriber left, say) the loader reads it for
 	// whoever asks next.
 	_ = s.loaders.PrefetchMessages(ctx, []string{id})
+}
+
+// eventMessage is the message of a subscription event (messageEvents,
+// inbox): read once per event scope, with what its selection reads of it
+// queued together.
+func eventMessage(ctx context.Context, scope any, id string) (*ent.Message, error) {
+	loader.Adopt(ctx, scopeLoaders(scope))
+	if s, ok := scope.(*EventScope); ok {
+		s.prefetchMessage(ctx, id)
+	}
+	m, err := loadMessage(ctx, id)
+	warmMessage(ctx, m)
+	return m, err
 }
 
 // payloadKey identifies one event's payload for one selection: the

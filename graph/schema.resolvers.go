@@ -140,10 +140,7 @@ func (r *inboxEventResolver) Message(ctx context.Context, obj *model.InboxEvent)
 	if obj.MessageID == "" {
 		return nil, nil
 	}
-	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	m, err := loadMessage(ctx, obj.MessageID)
-	warmMessage(ctx, m)
-	return m, err
+	return eventMessage(ctx, obj.Scope, obj.MessageID)
 }
 
 // User is the resolver for the user field.
@@ -177,13 +174,7 @@ func (r *messageResolver) Attachments(ctx context.Context, obj *ent.Message) ([]
 
 // Message is the resolver for the message field.
 func (r *messageEventResolver) Message(ctx context.Context, obj *model.MessageEvent) (*ent.Message, error) {
-	loader.Adopt(ctx, scopeLoaders(obj.Scope))
-	if s, ok := obj.Scope.(*EventScope); ok {
-		s.prefetchMessage(ctx, obj.MessageID)
-	}
-	m, err := loadMessage(ctx, obj.MessageID)
-	warmMessage(ctx, m)
-	return m, err
+	return eventMessage(ctx, obj.Scope, obj.MessageID)
 }
 
 // Register is the resolver for the register field.
