@@ -132,9 +132,8 @@ func (st *eventStream) Ready() bool {
 		if !ok {
 			return false
 		}
-		if d.Kind == events.KindConversation && !mayLoseAccess(st.viewer, d) ||
-			d.Kind != events.KindConversation && d.Seq <= st.last {
-			continue // what take would drop
+		if st.givesNothing(d) {
+			continue
 		}
 		st.popped = d
 	}
@@ -192,14 +191,24 @@ func (st *eventStream) Next(ctx context.Context) (MessageEventItem, bool) {
 	}
 }
 
+// givesNothing reports whether a delivery means nothing to the stream, as
+// far as can be told without the database: a sequence already handed out,
+// or a change to the conversation that cannot have cost the viewer access.
+func (st *eventStream) givesNothing(d *events.Delivery) bool {
+	if d.Kind == events.KindConversation {
+		return !mayLoseAccess(st.viewer, d)
+	}
+	return d.Seq <= st.last
+}
+
 // take queues what a hub delivery means for the stream.
 func (st *eventStream) take(ctx context.Context, d *events.Delivery) {
 	switch {
+	case st.givesNothing(d):
 	case d.Kind == events.KindConversation:
 		if st.s.lostAccess(ctx, st.viewer, d) {
 			st.pending = append(st.pending, MessageEventItem{Err: notFound("conversation")})
 		}
-	case d.Seq <= st.last:
 	case d.IsSequenceOnly():
 		st.filling, st.fillUntil = true, d.Seq+1
 	default:
