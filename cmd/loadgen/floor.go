@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -97,9 +96,9 @@ func (e *env) runFloor(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, self)
 	cmd.Env = append(os.Environ(), floorEnv+"="+string(b))
 	cmd.Stderr = e.stderr
-	u0, s0 := rusage()
+	cpu0 := selfCPU(nil)
 	out, err := cmd.Output()
-	u1, s1 := rusage()
+	cpu1 := selfCPU(nil)
 	if err != nil {
 		return fmt.Errorf("sending process: %w", err)
 	}
@@ -118,7 +117,7 @@ func (e *env) runFloor(ctx context.Context) error {
 		e.rep.Checks.Lost = (want - res.Received + int64(res.FrameBytes) - 1) / int64(res.FrameBytes)
 	}
 	// The reading side's CPU, without the sender's (a child process).
-	e.rep.Loadgen.CPUSeconds = u1 - u0 + s1 - s0
+	e.rep.Loadgen.CPUSeconds = cpu1 - cpu0
 	e.rep.Loadgen.WallSeconds = res.SenderWallSecs
 	e.rep.Loadgen.CPUShare = e.rep.Loadgen.CPUSeconds / res.SenderWallSecs
 	return nil
@@ -170,12 +169,6 @@ func floorMain() error {
 		return err
 	}
 	return w.Flush()
-}
-
-func rusage() (user, sys float64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return tv(ru.Utime), tv(ru.Stime)
 }
 
 func (f *floorResult) print(w io.Writer) {

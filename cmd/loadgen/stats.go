@@ -194,15 +194,21 @@ func (w *serverWatch) peaks() []float64 {
 // selfCPU is this process's CPU time plus its workers' (read from /proc
 // while they run, since RUSAGE_CHILDREN only counts children waited for).
 func selfCPU(workerPIDs []int) float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	t := tv(ru.Utime) + tv(ru.Stime)
+	user, sys := rusage()
+	t := user + sys
 	for _, pid := range workerPIDs {
 		if p, err := readProc(pid); err == nil {
 			t += p.CPUSeconds
 		}
 	}
 	return t
+}
+
+// rusage is this process's user and system CPU seconds.
+func rusage() (user, sys float64) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return tv(ru.Utime), tv(ru.Stime)
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
