@@ -58,7 +58,9 @@ func statements(t *testing.T, s *apptest.Server, token, query string, vars map[s
 
 func TestQueryBudgets(t *testing.T) {
 	t.Parallel()
-	s := apptest.Start(t, "RESYNC_INTERVAL=1h")
+	// The budgets are what executing a query costs: a cached answer costs
+	// nothing (TestResponseCacheHitCostsNoStatement).
+	s := apptest.Start(t, "RESYNC_INTERVAL=1h", "RESPONSE_CACHE=off")
 	owner := s.RegisterFor(t, "owner")
 	others := make([]apptest.User, 6)
 	for i := range others {

@@ -20,6 +20,11 @@ type closedResult struct {
 	Latency  LatSummary       `json:"latency"`
 	Errors   map[string]int64 `json:"errors,omitempty"`
 	AvgEdges float64          `json:"avg_edges,omitempty"` // list: conversations per page
+	// list with -list-send-rate: messages sent into the listed
+	// conversations during the run (each one makes a worker's next list
+	// be computed afresh, whatever the server caches).
+	Sends       int64 `json:"sends,omitempty"`
+	SendsFailed int64 `json:"sends_failed,omitempty"`
 }
 
 const listQuery = `query { conversations(first: 20) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id kind title createdAt updatedAt unreadCount participants { id username displayName avatarUrl } lastMessage { id body createdAt sender { id displayName } } } } } }`
@@ -42,6 +47,7 @@ func (e *env) runClosed(ctx context.Context) error {
 	}
 	extraA, extraB := cfg.Users, cfg.Users+1
 	var convOf func(w int) string
+	var listConvs []groupRec
 	switch cfg.Scenario {
 	case "sendrate":
 		// Worker w sends as user w%Users into conversation w%Convs.
@@ -67,7 +73,8 @@ func (e *env) runClosed(ctx context.Context) error {
 			}
 		}
 		var sends atomic.Int64
-		_, err := e.setup.groups(ctx, fmt.Sprintf("list:u%d:c%d", cfg.Users, cfg.Convs), users, members, "loadgen list",
+		var err error
+		listConvs, err = e.setup.groups(ctx, fmt.Sprintf("list:u%d:c%d", cfg.Users, cfg.Convs), users, members, "loadgen list",
 			func(ctx context.Context, i int, g groupRec) error {
 				url := cfg.URLs[i%len(cfg.URLs)]
 				if _, err := e.setup.send(ctx, users[extraA], url, g.ID, fmt.Sprintf("hello from A in %d", i)); err != nil {
@@ -124,6 +131,13 @@ func (e *env) runClosed(ctx context.Context) error {
 		return fmt.Sprintf("ok=%d failed=%d errors=%v", ok.Load(), fail.Load(), errs.Snapshot())
 	})
 	start := time.Now()
+	if cfg.Scenario == "list" && cfg.ListSendRate > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.listSends(runCtx, res, users[extraA], listConvs)
+		}()
+	}
 	for w := range W {
 		wg.Add(1)
 		go func() {
@@ -162,4 +176,36 @@ func (e *env) runClosed(ctx context.Context) error {
 		return errors.New("interrupted")
 	}
 	return nil
+}
+
+// listSends sends cfg.ListSendRate messages a second (open loop) from a
+// user in every listed conversation, round the conversations, so that the
+// lists of their members change while they are read.
+func (e *env) listSends(ctx context.Context, res *closedResult, from userRec, convs []groupRec) {
+	var ok, failed atomic.Int64
+	defer func() { res.Sends, res.SendsFailed = ok.Load(), failed.Load() }()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / e.cfg.ListSendRate))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		conv := convs[i%len(convs)].ID
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := gql(ctx, e.hc.pick(-1), e.cfg.URLs[i%len(e.cfg.URLs)], from.Token, sendMutation,
+				map[string]any{"c": conv, "b": fmt.Sprintf("list churn %s %d", e.run, i), "k": fmt.Sprintf("%s-l%d", e.run, i)}, nil)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case ctx.Err() == nil:
+				failed.Add(1)
+			}
+		}()
+	}
 }

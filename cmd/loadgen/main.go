@@ -74,6 +74,7 @@ type config struct {
 	Duration        time.Duration `json:"duration"`
 	Workers         int           `json:"workers"`
 	Convs           int           `json:"convs"`
+	ListSendRate    float64       `json:"list_send_rate,omitempty"`
 	Procs           int           `json:"procs"`
 	SourceAddrs     []string      `json:"source_addrs"`
 	ServerPIDs      []int         `json:"server_pids"`
@@ -110,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Messages, "messages", 0, "fanout: messages in all (default rate × duration)")
 	fs.DurationVar(&c.Duration, "duration", 0, "send phase or closed-loop duration (default 20s; churn 10s)")
 	fs.IntVar(&c.Workers, "workers", 0, "closed-loop concurrency (sendrate default 32, list 16)")
+	fs.Float64Var(&c.ListSendRate, "list-send-rate", 0, "list: messages a second sent into the listed conversations during the run (each changes its members' lists, so their next list is computed afresh)")
 	fs.IntVar(&c.Convs, "convs", 0, "sendrate: conversations the workers share (default one each); list: conversations per user (default 25)")
 	fs.IntVar(&c.Procs, "procs", -1, "worker processes holding sockets (0: in this process; default: one per 9,000 sockets, in-process below)")
 	fs.StringVar(&srcs, "source-addrs", "", "local addresses to bind outgoing connections to, round-robin: 127.0.0.1-127.0.0.8 or a,b,c")

@@ -128,9 +128,16 @@ func (r *Report) print(w io.Writer) {
 		if c.AvgEdges > 0 {
 			p("avg conversations per page: %.1f", c.AvgEdges)
 		}
+		if c.Sends > 0 || c.SendsFailed > 0 {
+			p("messages sent into the listed conversations meanwhile: %d (%d failed)", c.Sends, c.SendsFailed)
+		}
 	}
 	for i, s := range r.Servers {
 		p("server %d (%s pid %d): CPU %.2fs over the phase (%.2f cores), RSS %s → %s, goroutines %.0f → %.0f", i, s.URL, s.PID, s.CPUSeconds, s.CPUShare, mb(s.PhaseStart.rss()), mb(s.PhaseEnd.rss()), s.PhaseStart.Metrics.Goroutines, s.PhaseEnd.Metrics.Goroutines)
+		if a, b := s.PhaseStart.Metrics, s.PhaseEnd.Metrics; b.CacheHits+b.CacheMisses > a.CacheHits+a.CacheMisses {
+			hits, misses := b.CacheHits-a.CacheHits, b.CacheMisses-a.CacheMisses
+			p("server %d response cache over the phase: %.0f hits, %.0f misses (%.1f%% hits)", i, hits, misses, 100*hits/(hits+misses))
+		}
 	}
 	c := r.Checks
 	p("checks: lost %d, duplicated %d, out of order %d, order disagreements %d, not live %d, extra %d, foreign %d", c.Lost, c.Duplicated, c.OutOfOrder, c.OrderDisagreements, c.NotLive, c.Extra, c.Foreign)

@@ -65,6 +65,9 @@ type metricsSample struct {
 	HeapInuse     float64 `json:"go_memstats_heap_inuse_bytes"`
 	WSConnections float64 `json:"parley_ws_connections"`
 	Delivered     float64 `json:"parley_events_delivered_total"`
+	// The server's per-viewer response cache (RESPONSE_CACHE), if on.
+	CacheHits   float64 `json:"response_cache_hits,omitempty"`
+	CacheMisses float64 `json:"response_cache_misses,omitempty"`
 }
 
 func scrapeMetrics(ctx context.Context, c *http.Client, base string) metricsSample {
@@ -115,6 +118,13 @@ func scrapeMetrics(ctx context.Context, c *http.Client, base string) metricsSamp
 			m.WSConnections = v
 		case "parley_events_delivered_total":
 			m.Delivered += v
+		case "parley_response_cache_total":
+			switch {
+			case strings.Contains(line, `result="hit"`):
+				m.CacheHits = v
+			case strings.Contains(line, `result="miss"`):
+				m.CacheMisses = v
+			}
 		}
 	}
 	m.OK = true

@@ -28,6 +28,7 @@ import (
 	"github.com/parley-chat/parley/internal/loader"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/ratelimit"
+	"github.com/parley-chat/parley/internal/viewcache"
 )
 
 // App is one running replica.
@@ -164,9 +165,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	tokens := auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)
 
-	svc := chat.New(chat.Config{
+	var svc *chat.Service
+	var views *viewcache.Cache
+	var changes chat.ChangeListener
+	// Only where every write goes through this process: another replica's
+	// changes reach it through Redis, which loses them while it reconnects.
+	if cfg.ResponseCache == "on" || cfg.ResponseCache == "auto" && db.Dialect == "sqlite3" && cfg.RedisURL == "" && o.broker == nil {
+		views = viewcache.New(viewcache.Config{
+			MaxBytes: int(cfg.ResponseCacheBytes), TTL: cfg.ResponseCacheTTL,
+			Memberships: func(ctx context.Context, viewer string) ([]string, error) { return svc.MemberOf(ctx, viewer) },
+		})
+		changes = views
+		m.WatchResponseCache(views)
+	}
+	svc = chat.New(chat.Config{
 		DB: db.Client, Writer: db.Writer, Dialect: db.Dialect, Broker: m.Broker(broker), Tokens: tokens, Files: files,
-		Limits: limits, Logger: log, NewScope: newScope,
+		Limits: limits, Logger: log, NewScope: newScope, Changes: changes,
 	})
 	hub = events.NewHub(events.HubConfig{
 		Members: svc.ParticipantIDs, LastSeqs: svc.LastSeqs, ResyncInterval: cfg.ResyncInterval,
@@ -196,7 +210,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Limits: httpapi.RateLimits{
 			Limiter: limiter, Mutations: cfg.RateMutations, Connections: cfg.RateConnections, Auth: cfg.RateAuth, Logger: log, Metrics: m,
 		},
-		Metrics: m,
+		Metrics: m, ResponseCache: views,
 	})
 	a.Handler = httpapi.New(httpapi.Config{
 		GraphQL: gql, Chat: svc, Tokens: tokens, Registry: reg, Logger: log,

@@ -82,7 +82,7 @@ func (s *Service) CreateConversation(ctx context.Context, viewer string, partici
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, events.Event{Kind: events.KindConversation, Type: InboxConversationCreated, ConversationID: c.ID, UserID: viewer})
+	s.publish(ctx, events.Event{Kind: events.KindConversation, Type: InboxConversationCreated, ConversationID: c.ID, UserID: viewer}, others...)
 	return c, nil
 }
 
@@ -123,7 +123,7 @@ func (s *Service) directConversation(ctx context.Context, viewer, other string) 
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, events.Event{Kind: events.KindConversation, Type: InboxConversationCreated, ConversationID: c.ID, UserID: viewer})
+	s.publish(ctx, events.Event{Kind: events.KindConversation, Type: InboxConversationCreated, ConversationID: c.ID, UserID: viewer}, other)
 	return c, nil
 }
 

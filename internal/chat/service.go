@@ -59,6 +59,18 @@ type Config struct {
 	// NewScope makes the value shared by everything delivered from one
 	// database read (see events.Delivery.Scope).
 	NewScope func() any
+	// Changes, if set, learns of every committed change to a conversation
+	// before the mutation that made it returns.
+	Changes ChangeListener
+}
+
+// ChangeListener is told of committed changes synchronously (unlike the
+// broker's subscribers), so that nothing derived from the old state (a
+// cached response) is served after the mutation has returned.
+type ChangeListener interface {
+	// Changed names the conversation that changed and the users whose
+	// membership of it changed (added, removed, or members of a new one).
+	Changed(conversationID string, users []string)
 }
 
 // Service implements every operation of the API.
@@ -73,6 +85,7 @@ type Service struct {
 	limits   Limits
 	log      *slog.Logger
 	newScope func() any
+	changes  ChangeListener
 	sends    sendBatcher // SQLite sends (sendbatch.go)
 }
 
@@ -90,7 +103,7 @@ func New(cfg Config) *Service {
 	return &Service{
 		db: cfg.DB, writer: cfg.Writer, dialect: cfg.Dialect, broker: cfg.Broker, hub: cfg.Hub,
 		tokens: cfg.Tokens, files: cfg.Files, limits: cfg.Limits, log: cfg.Logger,
-		newScope: cfg.NewScope,
+		newScope: cfg.NewScope, changes: cfg.Changes,
 	}
 }
 
@@ -103,8 +116,17 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // publish tells every replica about a committed change. A failed publish
 // loses no message event (subscribers fill gaps from the database), so it is
-// logged rather than failing the already-committed operation.
-func (s *Service) publish(ctx context.Context, e events.Event) {
+// logged rather than failing the already-committed operation. members are
+// users whose membership the change made (a new conversation's), besides
+// the event's own UserID and Notify.
+func (s *Service) publish(ctx context.Context, e events.Event, members ...string) {
+	if s.changes != nil && e.Kind != events.KindTyping {
+		users := slices.Concat(members, e.Notify)
+		if e.UserID != "" {
+			users = append(users, e.UserID)
+		}
+		s.changes.Changed(e.ConversationID, users)
+	}
 	e.PublishedAt = now()
 	if err := s.broker.Publish(context.WithoutCancel(ctx), e); err != nil {
 		s.log.WarnContext(ctx, "publish failed", "kind", e.Kind, "conversation", e.ConversationID, "seq", e.Seq, "err", err)
@@ -267,6 +289,16 @@ func requireMember(ctx context.Context, db *ent.ParticipantClient, viewer, conve
 		return notFound("conversation")
 	}
 	return nil
+}
+
+// MemberOf returns the IDs of every conversation the viewer takes part in.
+func (s *Service) MemberOf(ctx context.Context, viewer string) ([]string, error) {
+	ids, err := s.db.Participant.Query().Where(participant.UserID(viewer)).
+		Select(participant.FieldConversationID).Strings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("memberships: %w", err)
+	}
+	return ids, nil
 }
 
 // LastSeqs returns the current sequence number of each conversation.

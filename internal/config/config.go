@@ -62,6 +62,10 @@ type Config struct {
 	RedisWriteTimeout time.Duration
 	ResyncInterval    time.Duration
 
+	ResponseCache      string // auto, on or off
+	ResponseCacheBytes int64
+	ResponseCacheTTL   time.Duration
+
 	RateMutations   ratelimit.Rate
 	RateConnections ratelimit.Rate
 	RateAuth        ratelimit.Rate
@@ -113,6 +117,9 @@ var Vars = []Var{
 	{"REDIS_READ_TIMEOUT", "1s", "Redis read timeout"},
 	{"REDIS_WRITE_TIMEOUT", "1s", "Redis write timeout"},
 	{"RESYNC_INTERVAL", "10s", "how often each replica compares its watched conversations with the database, recovering events a broker lost"},
+	{"RESPONSE_CACHE", "auto", "keep each viewer's answers to queries of their conversations (`conversations`, `conversation`) until one of those conversations changes; `auto` turns it on when this process sees every write (SQLite without REDIS_URL), `on` also with PostgreSQL (only for a single replica: other replicas' writes are not seen), `off` never"},
+	{"RESPONSE_CACHE_BYTES", "33554432", "most bytes of cached answers per replica; the viewers cached longest ago go first"},
+	{"RESPONSE_CACHE_TTL", "30s", "a cached answer is served at most this long, which bounds what a write made outside the server (by hand, another process) leaves behind"},
 	{"RATE_LIMIT_MUTATIONS", "30/s", "mutations per signed-in user (N/s, N/m or N/h; off disables); shared through Redis when configured"},
 	{"RATE_LIMIT_MUTATIONS_BURST", "60", "mutations a user may send at once"},
 	{"RATE_LIMIT_CONNECTIONS", "1/s", "new WebSocket connections per user"},
@@ -156,40 +163,43 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return n
 	}
 	c := &Config{
-		Addr:              get("ADDR", ":8080"),
-		DebugAddr:         get("DEBUG_ADDR", ""),
-		DatabaseURL:       get("DATABASE_URL", "./data/parley.db"),
-		RedisURL:          get("REDIS_URL", ""),
-		AttachmentDir:     get("ATTACHMENT_DIR", "./data/attachments"),
-		TokenTTL:          dur("TOKEN_TTL", "24h"),
-		MaxBodyChars:      int(num("MAX_MESSAGE_CHARS", "4000")),
-		MaxPageSize:       int(num("MAX_PAGE_SIZE", "100")),
-		MaxUploadBytes:    num("MAX_UPLOAD_BYTES", "10485760"),
-		MaxRequestBytes:   num("MAX_REQUEST_BYTES", "1048576"),
-		MaxComplexity:     int(num("MAX_COMPLEXITY", "10000")),
-		MaxDepth:          int(num("MAX_DEPTH", "12")),
-		MaxAliases:        int(num("MAX_ALIASES", "50")),
-		MaxFields:         int(num("MAX_FIELDS", "1000")),
-		MaxTokens:         int(num("MAX_TOKENS", "10000")),
-		APQTTL:            dur("APQ_TTL", "24h"),
-		TypingTTL:         dur("TYPING_TTL", "6s"),
-		WSInitTimeout:     dur("WS_INIT_TIMEOUT", "10s"),
-		WSPingInterval:    dur("WS_PING_INTERVAL", "25s"),
-		WSWriteTimeout:    dur("WS_WRITE_TIMEOUT", "10s"),
-		WSMaxConnsPerUser: int(num("WS_MAX_CONNECTIONS_PER_USER", "20")),
-		ShutdownTimeout:   dur("SHUTDOWN_TIMEOUT", "15s"),
-		ShutdownDelay:     durOrZero("SHUTDOWN_DELAY", "0s"),
-		DBMaxOpenConns:    int(num("DB_MAX_OPEN_CONNS", "16")),
-		DBMaxIdleConns:    int(num("DB_MAX_IDLE_CONNS", "16")),
-		DBConnMaxLifetime: dur("DB_CONN_MAX_LIFETIME", "30m"),
-		DBConnMaxIdleTime: dur("DB_CONN_MAX_IDLE_TIME", "5m"),
-		RedisPrefix:       get("REDIS_PREFIX", "parley"),
-		RedisPoolSize:     int(num("REDIS_POOL_SIZE", "20")),
-		RedisDialTimeout:  dur("REDIS_DIAL_TIMEOUT", "2s"),
-		RedisReadTimeout:  dur("REDIS_READ_TIMEOUT", "1s"),
-		RedisWriteTimeout: dur("REDIS_WRITE_TIMEOUT", "1s"),
-		ResyncInterval:    dur("RESYNC_INTERVAL", "10s"),
-		LogFormat:         get("LOG_FORMAT", "json"),
+		Addr:               get("ADDR", ":8080"),
+		DebugAddr:          get("DEBUG_ADDR", ""),
+		DatabaseURL:        get("DATABASE_URL", "./data/parley.db"),
+		RedisURL:           get("REDIS_URL", ""),
+		AttachmentDir:      get("ATTACHMENT_DIR", "./data/attachments"),
+		TokenTTL:           dur("TOKEN_TTL", "24h"),
+		MaxBodyChars:       int(num("MAX_MESSAGE_CHARS", "4000")),
+		MaxPageSize:        int(num("MAX_PAGE_SIZE", "100")),
+		MaxUploadBytes:     num("MAX_UPLOAD_BYTES", "10485760"),
+		MaxRequestBytes:    num("MAX_REQUEST_BYTES", "1048576"),
+		MaxComplexity:      int(num("MAX_COMPLEXITY", "10000")),
+		MaxDepth:           int(num("MAX_DEPTH", "12")),
+		MaxAliases:         int(num("MAX_ALIASES", "50")),
+		MaxFields:          int(num("MAX_FIELDS", "1000")),
+		MaxTokens:          int(num("MAX_TOKENS", "10000")),
+		APQTTL:             dur("APQ_TTL", "24h"),
+		TypingTTL:          dur("TYPING_TTL", "6s"),
+		WSInitTimeout:      dur("WS_INIT_TIMEOUT", "10s"),
+		WSPingInterval:     dur("WS_PING_INTERVAL", "25s"),
+		WSWriteTimeout:     dur("WS_WRITE_TIMEOUT", "10s"),
+		WSMaxConnsPerUser:  int(num("WS_MAX_CONNECTIONS_PER_USER", "20")),
+		ShutdownTimeout:    dur("SHUTDOWN_TIMEOUT", "15s"),
+		ShutdownDelay:      durOrZero("SHUTDOWN_DELAY", "0s"),
+		DBMaxOpenConns:     int(num("DB_MAX_OPEN_CONNS", "16")),
+		DBMaxIdleConns:     int(num("DB_MAX_IDLE_CONNS", "16")),
+		DBConnMaxLifetime:  dur("DB_CONN_MAX_LIFETIME", "30m"),
+		DBConnMaxIdleTime:  dur("DB_CONN_MAX_IDLE_TIME", "5m"),
+		RedisPrefix:        get("REDIS_PREFIX", "parley"),
+		RedisPoolSize:      int(num("REDIS_POOL_SIZE", "20")),
+		RedisDialTimeout:   dur("REDIS_DIAL_TIMEOUT", "2s"),
+		RedisReadTimeout:   dur("REDIS_READ_TIMEOUT", "1s"),
+		RedisWriteTimeout:  dur("REDIS_WRITE_TIMEOUT", "1s"),
+		ResyncInterval:     dur("RESYNC_INTERVAL", "10s"),
+		ResponseCache:      get("RESPONSE_CACHE", "auto"),
+		ResponseCacheBytes: num("RESPONSE_CACHE_BYTES", "33554432"),
+		ResponseCacheTTL:   dur("RESPONSE_CACHE_TTL", "30s"),
+		LogFormat:          get("LOG_FORMAT", "json"),
 	}
 	rate := func(name, def, burstName, burstDef string) ratelimit.Rate {
 		r, err := ratelimit.ParseRate(get(name, def), int(num(burstName, burstDef)))
@@ -227,6 +237,11 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		c.WSPoll = v == "true"
 	default:
 		errs = append(errs, "WS_POLL: want true or false")
+	}
+	switch c.ResponseCache {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, "RESPONSE_CACHE: want auto, on or off")
 	}
 	switch v := get("INTROSPECTION", "true"); v {
 	case "true", "false":

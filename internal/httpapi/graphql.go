@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/loader"
 	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/viewcache"
 )
 
 // CloseForbidden is the WebSocket close code for a missing or bad token in
@@ -49,6 +50,9 @@ type GraphQLOptions struct {
 	// Hijacked counts open graphql-transport-ws connections, for a
 	// shutdown to wait on; nil counts nothing.
 	Hijacked *Hijacked
+	// ResponseCache, if set, answers queries of the viewer's conversations
+	// (respcache.go); the service must report its changes to it.
+	ResponseCache *viewcache.Cache
 	// WSGoroutinePerConn serves each graphql-transport-ws connection with a
 	// reading goroutine of its own instead of the poller (as on platforms
 	// without one): an escape hatch, and the path the tests compare.
@@ -81,6 +85,9 @@ func NewGraphQL(svc *chat.Service, loaders *loader.Factory, log *slog.Logger, op
 	useOperationLimits(srv, svc, opt) // query cache, tokens, fields, aliases, introspection… (limits.go)
 	srv.Use(depthLimit{max: opt.MaxDepth})
 	srv.Use(&complexityLimit{max: opt.MaxComplexity}) // depth.go
+	if opt.ResponseCache != nil {
+		srv.Use(responseCache{cache: opt.ResponseCache}) // respcache.go: after every limit
+	}
 	srv.SetErrorPresenter(graph.ErrorPresenter(log))
 	srv.SetRecoverFunc(graph.Recover(log))
 	srv.AroundOperations(graph.StreamEnds) // a stream's last error, from the reading goroutine

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/internal/events"
+	"github.com/parley-chat/parley/internal/viewcache"
 )
 
 // MaxOperationNames is how many distinct operation names one process labels
@@ -154,6 +155,34 @@ func (m *Metrics) WatchHub(h interface{ LaggingDrops() int64 }) {
 		Name: "parley_subscriber_dropped_events_total",
 		Help: "Events not delivered to a subscription whose queue was full; it ends with SLOW_CONSUMER and resumes with `after`.",
 	}, func() float64 { return float64(h.LaggingDrops()) }))
+}
+
+// WatchResponseCache exports the counters of the per-viewer response cache.
+func (m *Metrics) WatchResponseCache(c interface{ Stats() viewcache.Stats }) {
+	if m == nil {
+		return
+	}
+	results := []struct {
+		name string
+		get  func(viewcache.Stats) int64
+	}{
+		{"hit", func(s viewcache.Stats) int64 { return s.Hits }},
+		{"miss", func(s viewcache.Stats) int64 { return s.Misses }},
+		{"stored", func(s viewcache.Stats) int64 { return s.Stores }},
+		{"not_stored", func(s viewcache.Stats) int64 { return s.Discards }},
+		{"invalidated", func(s viewcache.Stats) int64 { return s.Invalidations }},
+	}
+	for _, r := range results {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "parley_response_cache_total",
+			Help:        "Per-viewer response cache (RESPONSE_CACHE): lookups that hit or missed, answers stored or not stored (a change overlapped the execution, or too big), and answers dropped by a change.",
+			ConstLabels: prometheus.Labels{"result": r.name},
+		}, func() float64 { return float64(r.get(c.Stats())) }))
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_response_cache_bytes",
+		Help: "Bytes the per-viewer response cache holds (answers and their indexes, approximately).",
+	}, func() float64 { return float64(c.Stats().Bytes) }))
 }
 
 // SubscriptionStarted counts a running subscription of a root field; call
