@@ -177,6 +177,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		})
 		changes = views
 		m.WatchResponseCache(views)
+		log.Info("response cache on", "setting", cfg.ResponseCache, "max_bytes", cfg.ResponseCacheBytes, "ttl", cfg.ResponseCacheTTL.String())
+	} else if cfg.ResponseCache == "auto" {
+		log.Info("response cache off: other processes may write to this database (RESPONSE_CACHE=on turns it on for a single replica)")
 	}
 	svc = chat.New(chat.Config{
 		DB: db.Client, Writer: db.Writer, Dialect: db.Dialect, Broker: m.Broker(broker), Tokens: tokens, Files: files,

@@ -171,6 +171,7 @@ func (m *Metrics) WatchResponseCache(c interface{ Stats() viewcache.Stats }) {
 		{"stored", func(s viewcache.Stats) int64 { return s.Stores }},
 		{"not_stored", func(s viewcache.Stats) int64 { return s.Discards }},
 		{"invalidated", func(s viewcache.Stats) int64 { return s.Invalidations }},
+		{"evicted", func(s viewcache.Stats) int64 { return s.Evictions }},
 	}
 	for _, r := range results {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -57,7 +57,7 @@ type Cache struct {
 	// when its state is created and skipped later if it was dropped.
 	order []*viewerState
 
-	hits, misses, stores, discards, invalidations atomic.Int64
+	hits, misses, stores, discards, invalidations, evictions atomic.Int64
 }
 
 type change struct {
@@ -200,10 +200,12 @@ func (c *Cache) Changed(conversationID string, users []string) {
 	c.seq++
 	c.recent[c.seq%recentChanges] = change{conversation: conversationID, users: users}
 	for v := range c.byConv[conversationID] {
+		c.invalidations.Add(int64(len(v.entries)))
 		c.drop(v)
 	}
 	for _, u := range users {
 		if v := c.viewers[u]; v != nil {
+			c.invalidations.Add(int64(len(v.entries)))
 			c.drop(v)
 		}
 	}
@@ -215,7 +217,6 @@ func (c *Cache) drop(v *viewerState) {
 		return
 	}
 	v.dropped = true
-	c.invalidations.Add(int64(len(v.entries)))
 	delete(c.viewers, v.viewer)
 	for _, id := range v.convs {
 		if set := c.byConv[id]; set != nil {
@@ -233,7 +234,10 @@ func (c *Cache) drop(v *viewerState) {
 func (c *Cache) evict() {
 	i := 0
 	for ; i < len(c.order) && (c.bytes > c.cfg.MaxBytes || c.order[i].dropped); i++ {
-		c.drop(c.order[i])
+		if v := c.order[i]; !v.dropped {
+			c.evictions.Add(int64(len(v.entries)))
+			c.drop(v)
+		}
 	}
 	if i > 0 {
 		c.order = append(c.order[:0], c.order[i:]...)
@@ -254,8 +258,8 @@ func entrySize(key string, data []byte) int { return len(key) + len(data) + 64 }
 
 // Stats are the cache's counters since New, and what it holds now.
 type Stats struct {
-	Hits, Misses, Stores, Discards, Invalidations int64
-	Bytes                                         int64
+	Hits, Misses, Stores, Discards, Invalidations, Evictions int64
+	Bytes                                                    int64
 }
 
 // Stats returns the cache's counters.
@@ -264,5 +268,5 @@ func (c *Cache) Stats() Stats {
 	b := c.bytes
 	c.mu.Unlock()
 	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Stores: c.stores.Load(), Discards: c.discards.Load(),
-		Invalidations: c.invalidations.Load(), Bytes: int64(b)}
+		Invalidations: c.invalidations.Load(), Evictions: c.evictions.Load(), Bytes: int64(b)}
 }
