@@ -427,6 +427,9 @@ func (r *readReceiptResolver) User(ctx context.Context, obj *model.ReadReceipt) 
 
 // MessageEvents is the resolver for the messageEvents field.
 func (r *subscriptionResolver) MessageEvents(ctx context.Context, conversationID string, after *string) (<-chan *model.MessageEvent, error) {
+	if ev, ok := eventOf[model.MessageEvent](ctx); ok {
+		return ev, nil // a detached subscription run again for one event (detach.go)
+	}
 	v, err := viewer(ctx)
 	if err != nil {
 		return nil, err
@@ -442,6 +445,9 @@ func (r *subscriptionResolver) MessageEvents(ctx context.Context, conversationID
 
 // Inbox is the resolver for the inbox field.
 func (r *subscriptionResolver) Inbox(ctx context.Context) (<-chan *model.InboxEvent, error) {
+	if ev, ok := eventOf[model.InboxEvent](ctx); ok {
+		return ev, nil // a detached subscription run again for one event (detach.go)
+	}
 	v, err := viewer(ctx)
 	if err != nil {
 		return nil, err
@@ -458,6 +464,9 @@ func (r *subscriptionResolver) Inbox(ctx context.Context) (<-chan *model.InboxEv
 
 // Typing is the resolver for the typing field.
 func (r *subscriptionResolver) Typing(ctx context.Context, conversationID string) (<-chan *model.TypingEvent, error) {
+	if ev, ok := eventOf[model.TypingEvent](ctx); ok {
+		return ev, nil // a detached subscription run again for one event (detach.go)
+	}
 	v, err := viewer(ctx)
 	if err != nil {
 		return nil, err

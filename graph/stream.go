@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/metrics"
@@ -37,19 +38,22 @@ func forward[In streamItem, Out any](ctx context.Context, present graphql.ErrorP
 		in.Close()
 		started()
 	})
-	// However the transport stops reading, the stream is released.
-	context.AfterFunc(ctx, p.ended)
 	st, pulled := ctx.Value(streamEndKey{}).(*streamEnd)
-	if !pulled {
-		go p.run()
-		return p.out
-	}
-	p.push = p.pushCurrent
 	var ready func() bool
 	var onReady func(func())
 	if r, ok := in.(chat.ReadyStream[In]); ok {
 		ready, onReady = r.Ready, r.OnReady
 	}
+	if pulled && p.detach(ctx, st, ready, onReady) {
+		return p.out // the transport releases it (DetachedStream.Release)
+	}
+	// However the transport stops reading, the stream is released.
+	context.AfterFunc(ctx, p.ended)
+	if !pulled {
+		go p.run()
+		return p.out
+	}
+	p.push = p.pushCurrent
 	st.setSource(p.next, ready, onReady)
 	return p.out
 }
@@ -66,6 +70,9 @@ type puller[In streamItem, Out any] struct {
 	out     chan *Out
 	ended   func()
 	push    func()
+	// fail, if set, takes the error that ends the stream (a detached one:
+	// detach.go) instead of StreamEnds.
+	fail    func(*gqlerror.Error)
 	metrics *metrics.Metrics
 	cur     In
 }
@@ -79,6 +86,10 @@ func (p *puller[In, Out]) take(readCtx context.Context) bool {
 	}
 	if err := it.Failure(); err != nil {
 		gqlErr := p.present(p.ctx, err)
+		if p.fail != nil {
+			p.fail(gqlErr)
+			return false
+		}
 		streamFailed(p.ctx, gqlErr)
 		endStream(p.ctx, gqlErr)
 		return false

@@ -127,7 +127,7 @@ func endStream(ctx context.Context, err *gqlerror.Error) {
 // as the "error" message on WebSockets, as a last "next" with errors on SSE.
 func StreamEnds(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	oc := graphql.GetOperationContext(ctx)
-	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription || Reexecuting(ctx) {
 		return next(ctx)
 	}
 	st := &streamEnd{selection: sharedSelectionKey(oc), metrics: metrics.FromContext(ctx)}

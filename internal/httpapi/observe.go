@@ -161,6 +161,18 @@ func (observer) MutateOperationParameters(ctx context.Context, p *graphql.RawPar
 
 func (o observer) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	name, typ := graph.OperationInfo(ctx)
+	if graph.Reexecuting(ctx) {
+		// One event of a detached subscription, established long ago:
+		// only its errors count, as for any subscription's responses.
+		responses := next(context.WithValue(metrics.NewContext(ctx, o.m), dispatchedKey{}, true))
+		return func(ctx context.Context) *graphql.Response {
+			resp := responses(ctx)
+			if resp != nil {
+				o.countErrors(name, typ, resp.Errors)
+			}
+			return resp
+		}
+	}
 	requestInfoFrom(ctx).recordOperation(name, typ)
 	start := graphql.GetOperationContext(ctx).Stats.OperationStart
 	if start.IsZero() {

@@ -8,6 +8,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/parley-chat/parley/graph"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
 )
@@ -34,7 +35,7 @@ func (liveViewer) Validate(graphql.ExecutableSchema) error { return nil }
 func (l liveViewer) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	viewer := auth.Viewer(ctx)
 	oc := graphql.GetOperationContext(ctx)
-	if viewer == "" || oc.Operation == nil || oc.Operation.Operation == ast.Query ||
+	if viewer == "" || oc.Operation == nil || oc.Operation.Operation == ast.Query || graph.Reexecuting(ctx) ||
 		onlyFields(oc.Operation.SelectionSet, signIn) || onlyFields(oc.Operation.SelectionSet, checksViewer) {
 		return next(ctx)
 	}

@@ -683,8 +683,16 @@ type twsOp struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// For a subscription driven without a goroutine of its own.
-	responses  graphql.ResponseHandler
+	// For a subscription driven without a goroutine of its own: through
+	// gqlgen's response handler, or detached from it (det, with params to
+	// run the operation again for an event; graph/detach.go).
+	responses graphql.ResponseHandler
+	det       *graph.DetachedStream
+	params    *graphql.RawParams
+	rawVars   json.RawMessage // params.Variables as sent, decoded again per run
+	// runCancel ends the context the operation runs in (see run), if it
+	// still has one; guarded by mu.
+	runCancel  context.CancelFunc
 	ready      func() bool
 	handedOver atomic.Bool // the stream's readiness callback drives it (set last)
 	scheduled  atomic.Bool // a goroutine owns the stream and is draining it
@@ -701,10 +709,25 @@ type twsOp struct {
 }
 
 type twsSubscribePayload struct {
-	Query         *string        `json:"query"`
-	OperationName string         `json:"operationName"`
-	Variables     map[string]any `json:"variables"`
-	Extensions    map[string]any `json:"extensions"`
+	Query         *string         `json:"query"`
+	OperationName string          `json:"operationName"`
+	Variables     json.RawMessage `json:"variables"`
+	Extensions    map[string]any  `json:"extensions"`
+}
+
+// decodeVariables decodes an operation's variables as gqlgen's transports
+// do (numbers kept as json.Number); absent or null is none.
+func decodeVariables(raw json.RawMessage) (map[string]any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var vars map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&vars); err != nil {
+		return nil, err
+	}
+	return vars, nil
 }
 
 func (c *twsConn) subscribe(m twsMessage) {
@@ -726,12 +749,17 @@ func (c *twsConn) subscribe(m twsMessage) {
 		c.closeWith(closeBadRequest, `Invalid message received: "subscribe" needs a payload with a query`)
 		return
 	}
+	vars, err := decodeVariables(p.Variables)
+	if err != nil {
+		c.closeWith(closeBadRequest, `Invalid message received: "subscribe" needs a payload with a query`)
+		return
+	}
 	id := *m.ID
 	query := c.t.internQuery(*p.Query)
 	// Not a child of a connection context (see base): cancelled by the
 	// connection's endOps.
 	ctx, cancel := context.WithCancel(c.opCtx)
-	op := &twsOp{c: c, id: id, ctx: ctx, cancel: cancel}
+	op := &twsOp{c: c, id: id, ctx: ctx, cancel: cancel, rawVars: p.Variables}
 	c.mu.Lock()
 	if c.ops.closed { // closing meanwhile
 		c.mu.Unlock()
@@ -747,7 +775,7 @@ func (c *twsConn) subscribe(m twsMessage) {
 	c.ops.add(op)
 	c.mu.Unlock()
 	params := &graphql.RawParams{
-		Query: query, OperationName: p.OperationName, Variables: p.Variables, Extensions: p.Extensions,
+		Query: query, OperationName: p.OperationName, Variables: vars, Extensions: p.Extensions,
 		Headers: c.t.opHeaders, ReadTime: graphql.TraceTiming{Start: graphql.Now(), End: graphql.Now()},
 	}
 	go op.run(params)
@@ -765,7 +793,18 @@ func (op *twsOp) run(params *graphql.RawParams) {
 			op.finish()
 		}
 	}()
-	ctx := graphql.StartOperationTrace(op.ctx)
+	// The operation runs in a context of its own, not derived from op.ctx:
+	// database/sql leaves a done channel and a children map on every
+	// cancelable context a query runs under, and a detached subscription
+	// keeps op.ctx for as long as it lives. stop ends this one too.
+	runCtx, runCancel := context.WithCancel(c.opCtx)
+	op.mu.Lock()
+	op.runCancel = runCancel
+	op.mu.Unlock()
+	if op.ended.Load() {
+		runCancel()
+	}
+	ctx := graphql.StartOperationTrace(runCtx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
@@ -787,7 +826,25 @@ func (op *twsOp) run(params *graphql.RawParams) {
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
 	ctx = graph.WithStreamErrorSink(ctx, op.setErr)
+	var detach *graph.DetachRequest
+	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
+		ctx, detach = graph.WithDetach(ctx, c.opCtx)
+	}
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
+	if det := detach.Stream(); det != nil {
+		// Keep nothing of this execution: an event is run again, if it
+		// must be executed for this subscriber at all (reexecute).
+		op.det, op.ready = det, det.Ready
+		op.params = &graphql.RawParams{Query: params.Query, OperationName: params.OperationName, Headers: params.Headers}
+		op.mu.Lock()
+		op.runCancel = nil
+		op.mu.Unlock()
+		runCancel()
+		op.handedOver.Store(true)
+		det.OnReady(op.kick)
+		op.kick()
+		return
+	}
 	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
 		if ready, onReady, ok := graph.StreamReadiness(ctx); ok {
 			op.ctx, op.responses, op.ready = ctx, responses, ready
@@ -815,6 +872,12 @@ func (op *twsOp) run(params *graphql.RawParams) {
 func (op *twsOp) stop() {
 	op.ended.Store(true)
 	op.cancel()
+	op.mu.Lock()
+	runCancel := op.runCancel
+	op.mu.Unlock()
+	if runCancel != nil {
+		runCancel()
+	}
 	if op.handedOver.Load() {
 		op.kick()
 	}
@@ -850,7 +913,7 @@ func (op *twsOp) drain() {
 			return
 		}
 		for !op.ended.Load() && op.ready() {
-			r := op.responses(op.ctx)
+			r := op.next()
 			if r == nil {
 				op.finish()
 				return
@@ -870,6 +933,39 @@ func (op *twsOp) drain() {
 			return
 		}
 	}
+}
+
+// next is the subscription's next response; nil once it is over.
+func (op *twsOp) next() *graphql.Response {
+	if op.det == nil {
+		return op.responses(op.ctx)
+	}
+	r, ok := op.det.Respond(op.ctx, op.reexecute)
+	if !ok {
+		if err := op.det.Err(); err != nil {
+			op.setErr(err)
+		}
+		return nil
+	}
+	return r
+}
+
+// reexecute runs a detached subscription's operation for one event.
+func (op *twsOp) reexecute(ev any) *graphql.Response {
+	c := op.c
+	ctx := graphql.StartOperationTrace(graph.WithEvent(op.ctx, ev))
+	vars, err := decodeVariables(op.rawVars) // they decoded when the operation began
+	if err != nil {
+		return &graphql.Response{Errors: gqlerror.List{{Message: "variables: " + err.Error()}}}
+	}
+	params := *op.params
+	params.Variables = vars
+	rc, errs := c.exec.CreateOperationContext(ctx, &params)
+	if errs != nil {
+		return c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+	}
+	responses, ctx := c.exec.DispatchOperation(graphql.WithOperationContext(ctx, rc), rc)
+	return responses(ctx)
 }
 
 // finish ends the operation once: "error" if its stream ended with one,
@@ -898,6 +994,15 @@ func (op *twsOp) release() {
 	op.c.ops.remove(op)
 	op.c.mu.Unlock()
 	op.cancel()
+	op.mu.Lock()
+	runCancel := op.runCancel
+	op.mu.Unlock()
+	if runCancel != nil {
+		runCancel()
+	}
+	if op.det != nil {
+		op.det.Release() // nothing else does: it holds no context of gqlgen's
+	}
 }
 
 // opSet is a connection's running operations by id. A connection nearly
