@@ -164,14 +164,7 @@ func (o observer) InterceptOperation(ctx context.Context, next graphql.Operation
 	if graph.Reexecuting(ctx) {
 		// One event of a detached subscription, established long ago:
 		// only its errors count, as for any subscription's responses.
-		responses := next(context.WithValue(metrics.NewContext(ctx, o.m), dispatchedKey{}, true))
-		return func(ctx context.Context) *graphql.Response {
-			resp := responses(ctx)
-			if resp != nil {
-				o.countErrors(name, typ, resp.Errors)
-			}
-			return resp
-		}
+		return o.countingErrors(name, typ, next(context.WithValue(metrics.NewContext(ctx, o.m), dispatchedKey{}, true)))
 	}
 	requestInfoFrom(ctx).recordOperation(name, typ)
 	start := graphql.GetOperationContext(ctx).Stats.OperationStart
@@ -197,13 +190,7 @@ func (o observer) InterceptOperation(ctx context.Context, next graphql.Operation
 		if span != nil {
 			span.End()
 		}
-		return func(ctx context.Context) *graphql.Response {
-			resp := responses(ctx)
-			if resp != nil {
-				o.countErrors(name, typ, resp.Errors)
-			}
-			return resp
-		}
+		return o.countingErrors(name, typ, responses)
 	}
 	var once sync.Once
 	return func(ctx context.Context) *graphql.Response {
@@ -247,6 +234,17 @@ func (o observer) InterceptResponse(ctx context.Context, next graphql.ResponseHa
 		endSpan(span, codes)
 	}
 	return resp
+}
+
+// countingErrors counts the errors of a subscription's responses.
+func (o observer) countingErrors(name, typ string, responses graphql.ResponseHandler) graphql.ResponseHandler {
+	return func(ctx context.Context) *graphql.Response {
+		resp := responses(ctx)
+		if resp != nil {
+			o.countErrors(name, typ, resp.Errors)
+		}
+		return resp
+	}
 }
 
 // countErrors counts errs by extensions.code and returns the codes.
