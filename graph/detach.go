@@ -102,13 +102,7 @@ func (d *DetachedStream) Respond(ctx context.Context, execute func(ev any) *grap
 	if !ok {
 		return nil, false
 	}
-	run := func() *graphql.Response { return execute(d.current()) }
-	scope, _ := it.scope.(*EventScope)
-	if scope == nil {
-		d.metrics.PayloadEncoded(false)
-		return run(), true
-	}
-	return scope.respond(d.metrics, payloadKey{selection: d.key, seq: it.seq}, run), true
+	return respondShared(d.metrics, d.key, it, func() *graphql.Response { return execute(d.current()) }), true
 }
 
 type eventKey struct{}

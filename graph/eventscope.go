@@ -145,11 +145,19 @@ func sharedSelectionKey(oc *graphql.OperationContext) string {
 	if oc == nil || oc.Operation == nil || dependsOnViewer(oc.Operation.SelectionSet, 0) {
 		return ""
 	}
+	key, _ := OperationKey(oc)
+	return key
+}
+
+// OperationKey identifies what oc asks for: its document, operation name
+// and variables. Two operations with the same key get the same answer for
+// the same viewer and data. ok is false if the variables cannot be encoded.
+func OperationKey(oc *graphql.OperationContext) (key string, ok bool) {
 	vars, err := json.Marshal(oc.Variables) // map keys sorted: a canonical form
 	if err != nil {
-		return ""
+		return "", false
 	}
-	return oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars)
+	return oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars), true
 }
 
 // maxSelectionDepth stops the walk on pathological documents; validation

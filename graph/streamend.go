@@ -99,12 +99,19 @@ func (st *streamEnd) respond(ctx context.Context, responses graphql.ResponseHand
 		it.push()
 		return responses(ctx)
 	}
+	return respondShared(st.metrics, st.selection, it, execute)
+}
+
+// respondShared returns a pulled item's response: the payload another
+// subscriber with the same selection encoded for the same event, or what
+// execute returns (shared with them when it can be).
+func respondShared(m *metrics.Metrics, selection string, it pulledItem, execute func() *graphql.Response) *graphql.Response {
 	scope, _ := it.scope.(*EventScope)
-	if scope == nil || st.selection == "" {
-		st.metrics.PayloadEncoded(false)
+	if scope == nil || selection == "" {
+		m.PayloadEncoded(false)
 		return execute()
 	}
-	return scope.respond(st.metrics, payloadKey{selection: st.selection, seq: it.seq}, execute)
+	return scope.respond(m, payloadKey{selection: selection, seq: it.seq}, execute)
 }
 
 // endStream records err as the stream's last message; forward then closes

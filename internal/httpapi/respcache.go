@@ -3,11 +3,11 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/parley-chat/parley/graph"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/viewcache"
 )
@@ -45,11 +45,10 @@ func (rc responseCache) InterceptOperation(ctx context.Context, next graphql.Ope
 		!onlyFields(oc.Operation.SelectionSet, cachedFields) {
 		return next(ctx)
 	}
-	vars, err := json.Marshal(oc.Variables) // map keys sorted: a canonical form
-	if err != nil {
+	key, ok := graph.OperationKey(oc)
+	if !ok {
 		return next(ctx)
 	}
-	key := oc.OperationName + "\x00" + string(vars) + "\x00" + oc.RawQuery
 	if data, ok := rc.cache.Get(viewer, key); ok {
 		return graphql.OneShot(&graphql.Response{Data: data})
 	}

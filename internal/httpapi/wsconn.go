@@ -871,15 +871,20 @@ func (op *twsOp) run(params *graphql.RawParams) {
 // own first kick notices.
 func (op *twsOp) stop() {
 	op.ended.Store(true)
+	op.cancelAll()
+	if op.handedOver.Load() {
+		op.kick()
+	}
+}
+
+// cancelAll ends the operation's context and the one it runs in.
+func (op *twsOp) cancelAll() {
 	op.cancel()
 	op.mu.Lock()
 	runCancel := op.runCancel
 	op.mu.Unlock()
 	if runCancel != nil {
 		runCancel()
-	}
-	if op.handedOver.Load() {
-		op.kick()
 	}
 }
 
@@ -993,13 +998,7 @@ func (op *twsOp) release() {
 	op.c.mu.Lock()
 	op.c.ops.remove(op)
 	op.c.mu.Unlock()
-	op.cancel()
-	op.mu.Lock()
-	runCancel := op.runCancel
-	op.mu.Unlock()
-	if runCancel != nil {
-		runCancel()
-	}
+	op.cancelAll()
 	if op.det != nil {
 		op.det.Release() // nothing else does: it holds no context of gqlgen's
 	}
